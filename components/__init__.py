@@ -1,0 +1,1 @@
+"""Components of the delivery platform, one module each; `config` parses the stack config."""

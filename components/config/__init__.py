@@ -1,0 +1,53 @@
+"""The whole stack configuration, parsed into typed models before any resource exists.
+
+`load_stack_config()` reads every key of the project namespace, collects every
+problem and raises a single `pulumi.RunError` that names each key as
+`<project>:<key>`. Each section of the platform has its own parser module here;
+this module assembles them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+
+from .platform import (
+    DOCKER_PACKAGES,
+    ROLES,
+    DaemonIdentity,
+    DockerEngineConfig,
+    DockerTlsConfig,
+    HostConfig,
+    PlatformConfig,
+    parse_platform,
+)
+from .reader import ConfigReader
+
+__all__ = [
+    "DOCKER_PACKAGES",
+    "ROLES",
+    "ConfigReader",
+    "DaemonIdentity",
+    "DockerEngineConfig",
+    "DockerTlsConfig",
+    "HostConfig",
+    "PlatformConfig",
+    "StackConfig",
+    "load_stack_config",
+]
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    platform: PlatformConfig
+
+
+def load_stack_config(project: Optional[str] = None, stack: Optional[str] = None) -> StackConfig:
+    """Parse and validate the current stack's config; raise one RunError listing every problem."""
+    reader = ConfigReader(project or pulumi.get_project())
+    platform = parse_platform(reader, stack or pulumi.get_stack())
+    reader.raise_if_errors()
+    assert platform is not None
+    return StackConfig(platform=platform)

@@ -1,0 +1,154 @@
+"""DockerHost: Docker Engine on a bare Linux server, configured over SSH (pulumi-command).
+
+Three idempotent steps run the scripts in `scripts/` through `remote.Command`:
+
+1. `<name>-engine`   install-docker.sh: Docker Engine at the pinned version;
+2. `<name>-host`     host-setup.sh: time zone and the /srv layout of the host's roles;
+3. `<name>-docker-config` configure-docker.sh: daemon.json, TLS files and the systemd
+   drop-in, validated, written atomically, Docker restarted only when they changed.
+
+The component then exposes a `docker.Provider` for the host over mutual TLS.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_command as command
+import pulumi_docker as docker
+
+from .config import DockerEngineConfig, HostConfig
+from .docker_ca import TlsBundle
+from .remote_script import FileSpec, run_script, tar_base64
+
+TLS_DIR = "/etc/docker/tls"
+DAEMON_JSON = "/etc/docker/daemon.json"
+DROP_IN = "/etc/systemd/system/docker.service.d/10-delivery.conf"
+DOCKERD = {"docker-ce": "/usr/bin/dockerd", "docker.io": "/usr/sbin/dockerd"}
+
+
+@dataclass(frozen=True)
+class Directory:
+    path: str
+    mode: int = 0o755
+
+
+@dataclass(frozen=True)
+class DockerHostArgs:
+    host: HostConfig
+    """The server: address, SSH user/port/host key, roles."""
+    ssh_private_key: pulumi.Input[str]
+    """SSH private key contents (secret)."""
+    engine: DockerEngineConfig
+    """Which Docker package and version to install."""
+    timezone: str
+    """IANA time zone for the host."""
+    ca_cert_pem: pulumi.Input[str]
+    """The Docker CA certificate (clients and the daemon verify each other with it)."""
+    server: TlsBundle
+    """The daemon's server certificate and key."""
+    client: TlsBundle
+    """The client certificate this program's Docker provider uses (the operator's)."""
+    directories: Sequence[Directory] = field(default_factory=tuple)
+    """Folders under /srv the host's roles need."""
+
+
+def daemon_config(host: HostConfig) -> dict:
+    """daemon.json as data. `hosts` lives here and nowhere else (the drop-in clears -H)."""
+    listen = host.listen_address
+    tcp = f"tcp://[{listen}]:2376" if ":" in listen else f"tcp://{listen}:2376"
+    return {
+        "hosts": ["unix:///var/run/docker.sock", tcp],
+        "containerd": "/run/containerd/containerd.sock",
+        "storage-driver": "overlay2",
+        "live-restore": True,
+        "log-driver": "json-file",
+        "log-opts": {"max-size": "10m", "max-file": "3"},
+        "userland-proxy": False,
+        "no-new-privileges": True,
+        "icc": False,
+        "tls": True,
+        "tlsverify": True,
+        "tlscacert": f"{TLS_DIR}/ca.pem",
+        "tlscert": f"{TLS_DIR}/server-cert.pem",
+        "tlskey": f"{TLS_DIR}/server-key.pem",
+    }
+
+
+def systemd_drop_in(engine: DockerEngineConfig) -> str:
+    """Clear the unit's `-H fd://` so that daemon.json's `hosts` is the only listener list."""
+    return (
+        "# Managed by Pulumi (delivery platform): listeners are set in /etc/docker/daemon.json.\n"
+        "[Service]\n"
+        "ExecStart=\n"
+        f"ExecStart={DOCKERD[engine.package]}\n"
+    )
+
+
+def layout_stdin(directories: Sequence[Directory]) -> str:
+    return "".join(f"{d.path} {d.mode:04o}\n" for d in sorted(set(directories), key=lambda d: d.path))
+
+
+class DockerHost(pulumi.ComponentResource):
+    """Docker Engine, its TLS listener and the /srv layout on one host; a Docker provider for it."""
+
+    endpoint: pulumi.Output[str]
+    provider: docker.Provider
+    engine: command.remote.Command
+    setup: command.remote.Command
+    docker_config: command.remote.Command
+
+    def __init__(self, name: str, args: DockerHostArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("delivery:docker:DockerHost", name, None, opts)
+        host = args.host
+
+        def step(suffix: str, script: str, cmd_args: tuple[str, ...] = (), stdin=None, depends_on=None):
+            return run_script(
+                f"{name}-{suffix}",
+                host=host,
+                private_key=args.ssh_private_key,
+                script=script,
+                args=cmd_args,
+                stdin=stdin,
+                parent=self,
+                depends_on=depends_on,
+            )
+
+        self.engine = step("engine", "install-docker.sh", (args.engine.package, args.engine.version or ""))
+        self.setup = step("host", "host-setup.sh", (args.timezone,), stdin=layout_stdin(args.directories))
+
+        files = pulumi.Output.all(args.ca_cert_pem, args.server.cert_pem, args.server.key_pem).apply(
+            lambda pems: tar_base64(
+                [
+                    FileSpec(DAEMON_JSON, 0o644, json.dumps(daemon_config(host), indent=2, sort_keys=True) + "\n"),
+                    FileSpec(DROP_IN, 0o644, systemd_drop_in(args.engine)),
+                    FileSpec(f"{TLS_DIR}/ca.pem", 0o444, pems[0]),
+                    FileSpec(f"{TLS_DIR}/server-cert.pem", 0o444, pems[1]),
+                    FileSpec(f"{TLS_DIR}/server-key.pem", 0o400, pems[2]),
+                ]
+            )
+        )
+        self.docker_config = step(
+            "docker-config",
+            "configure-docker.sh",
+            stdin=pulumi.Output.secret(files),
+            depends_on=[self.engine],
+        )
+
+        self.endpoint = pulumi.Output.from_input(host.docker_endpoint)
+        # The provider's host is only known once the daemon is configured: on a fresh
+        # stack the preview leaves it unknown, so pulumi-docker does not dial a daemon
+        # that does not exist yet.
+        self.provider = docker.Provider(
+            f"{name}-docker",
+            host=self.docker_config.stdout.apply(lambda _: host.docker_endpoint),
+            ca_material=args.ca_cert_pem,
+            cert_material=args.client.cert_pem,
+            key_material=pulumi.Output.secret(args.client.key_pem),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.docker_config, self.setup]),
+        )
+
+        self.register_outputs({"endpoint": self.endpoint})

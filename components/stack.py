@@ -1,0 +1,81 @@
+"""Assembles a stack from its parsed config: the components and the outputs it exports."""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import pulumi
+
+from .config import StackConfig
+from .docker_ca import (
+    CA_CERT_OUTPUT,
+    DELEGATED_SERVERS_OUTPUT,
+    OPERATOR_CLIENT_OUTPUT,
+    DockerCa,
+    DockerCaArgs,
+    DockerCaReference,
+    ServerIdentity,
+)
+from .docker_host import DockerHost, DockerHostArgs
+from .layout import directories_for
+
+
+def build(cfg: StackConfig) -> dict[str, Any]:
+    """Create every resource of the stack; return the stack outputs by name."""
+    p = cfg.platform
+
+    trust: Union[DockerCa, DockerCaReference]
+    if p.owns_ca:
+        servers = [ServerIdentity(h.name, [h.address], list(h.dns_names)) for h in p.hosts]
+        if p.review_apps_daemon is not None:
+            d = p.review_apps_daemon
+            servers.append(ServerIdentity(d.name, [d.address], list(d.dns_names)))
+        trust = DockerCa(
+            "docker-ca",
+            DockerCaArgs(
+                organization=p.domain,
+                servers=servers,
+                clients=p.tls.clients,
+                ca_validity_hours=p.tls.ca_validity_hours,
+                cert_validity_hours=p.tls.cert_validity_hours,
+                early_renewal_hours=p.tls.early_renewal_hours,
+            ),
+        )
+    else:
+        assert p.production_stack is not None
+        trust = DockerCaReference("docker-ca", p.production_stack)
+
+    operator = trust.client("operator")
+    hosts = {
+        h.name: DockerHost(
+            h.name,
+            DockerHostArgs(
+                host=h,
+                ssh_private_key=p.ssh_private_key,
+                engine=p.docker,
+                timezone=p.timezone,
+                ca_cert_pem=trust.ca_cert_pem,
+                server=trust.server(h.name),
+                client=operator,
+                directories=directories_for(h),
+            ),
+        )
+        for h in p.hosts
+    }
+
+    outputs: dict[str, Any] = {
+        "dockerEndpoints": {name: host.endpoint for name, host in hosts.items()},
+        CA_CERT_OUTPUT: trust.ca_cert_pem,
+        OPERATOR_CLIENT_OUTPUT: pulumi.Output.secret(
+            {"caPem": trust.ca_cert_pem, "certPem": operator.cert_pem, "keyPem": operator.key_pem}
+        ),
+    }
+    if isinstance(trust, DockerCa) and p.review_apps_daemon is not None:
+        bundle = trust.server(p.review_apps_daemon.name)
+        outputs[DELEGATED_SERVERS_OUTPUT] = pulumi.Output.secret(
+            {p.review_apps_daemon.name: {"certPem": bundle.cert_pem, "keyPem": bundle.key_pem}}
+        )
+    review = p.review_daemon
+    if review is not None:
+        outputs["reviewAppsDockerEndpoint"] = review.docker_endpoint
+    return outputs

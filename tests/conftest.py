@@ -1,0 +1,289 @@
+"""Pulumi mocks for the program's tests, and a runner that evaluates a stack under them.
+
+`run_stack(config, ...)` sets the mocks and the stack config, runs
+`components.stack.build` (exactly what `__main__.py` runs) and returns a
+`StackRun`: every registered resource (type, name, URN, parent, inputs with
+their secret flags, options) and every stack output with its secret flag.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pulumi
+import pytest
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+PROJECT = "delivery"
+SECRET_SIG = rpc._special_secret_sig  # noqa: SLF001 - the wire marker of a secret value
+SIG_KEY = rpc._special_sig_key  # noqa: SLF001
+
+
+def is_secret_value(v: Any) -> bool:
+    return isinstance(v, dict) and v.get(SIG_KEY) == SECRET_SIG
+
+
+def unwrap(v: Any) -> Any:
+    """Inputs as plain values (secret markers removed)."""
+    if is_secret_value(v):
+        return unwrap(v["value"])
+    if isinstance(v, dict):
+        return {k: unwrap(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [unwrap(x) for x in v]
+    return v
+
+
+def fake_pem(kind: str, name: str) -> str:
+    return f"-----BEGIN {kind}-----\nMOCK{name}\n-----END {kind}-----\n"
+
+
+class PlatformMocks(pulumi.runtime.Mocks):
+    """Deterministic outputs for the resources the program creates."""
+
+    def __init__(
+        self,
+        stack_outputs: Optional[dict[str, dict[str, Any]]] = None,
+        secret_output_names: tuple[str, ...] = ("operatorClient", "delegatedDockerServers"),
+    ) -> None:
+        self.stack_outputs = stack_outputs or {}
+        self.secret_output_names = secret_output_names
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        state = dict(args.inputs)
+        t, n = args.typ, args.name
+        if t == "tls:index/privateKey:PrivateKey":
+            state.update(
+                privateKeyPem=fake_pem("EC PRIVATE KEY", n),
+                privateKeyPemPkcs8=fake_pem("PRIVATE KEY", n),
+                publicKeyPem=fake_pem("PUBLIC KEY", n),
+                privateKeyOpenssh=fake_pem("OPENSSH PRIVATE KEY", n),
+                publicKeyOpenssh=f"ecdsa-sha2-nistp256 MOCK{n}\n",
+            )
+        elif t in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
+            state.update(certPem=fake_pem("CERTIFICATE", n), readyForRenewal=False)
+        elif t == "tls:index/certRequest:CertRequest":
+            state.update(certRequestPem=fake_pem("CERTIFICATE REQUEST", n))
+        elif t == "command:remote:Command":
+            state.update(stdout="unchanged", stderr="")
+        elif t == "docker:index/remoteImage:RemoteImage":
+            state.update(imageId=f"sha256:{abs(hash(args.inputs.get('name'))):064x}"[:71], repoDigest=f"{args.inputs.get('name')}@sha256:{'0' * 64}")
+        elif t == "gitlab:index/userRunner:UserRunner":
+            state.update(token=f"glrt-mock-{n}")
+        elif t == "pulumi:pulumi:StackReference":
+            name = args.inputs.get("name") or args.resource_id or n
+            outputs = self.stack_outputs.get(name)
+            if outputs is None:
+                raise Exception(f"unknown stack {name!r}")
+            secret = [k for k in outputs if k in self.secret_output_names]
+            state = {"name": name, "outputs": outputs, "secretOutputNames": secret}
+        return f"{n}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        if args.token == "gitlab:index/getProject:getProject":
+            path = args.args.get("pathWithNamespace", "group/app")
+            return {"id": "42", "pathWithNamespace": path, "defaultBranch": "master"}, []
+        return {}, []
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    inputs: dict[str, Any]
+    protect: bool
+    dependencies: list[str]
+    provider: str
+    additional_secret_outputs: list[str]
+    replace_on_changes: list[str]
+    delete_before_replace: bool
+    retain_on_delete: bool
+
+    @property
+    def plain(self) -> dict[str, Any]:
+        return unwrap(self.inputs)
+
+    def secret(self, key: str) -> bool:
+        return is_secret_value(self.inputs.get(key))
+
+
+class RecordingMonitor(MockMonitor):
+    """The SDK's mock monitor, also recording what each registration asked for."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request):  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.registrations.append(
+                Registration(
+                    urn=response.urn,
+                    type=request.type,
+                    name=request.name,
+                    parent=request.parent,
+                    custom=request.custom,
+                    inputs=rpc.deserialize_properties(request.object, keep_internal=False),
+                    protect=request.protect,
+                    dependencies=list(request.dependencies),
+                    provider=request.provider,
+                    additional_secret_outputs=list(request.additionalSecretOutputs),
+                    replace_on_changes=list(request.replaceOnChanges),
+                    delete_before_replace=request.deleteBeforeReplace,
+                    retain_on_delete=request.retainOnDelete,
+                )
+            )
+        return response
+
+
+@dataclass
+class StackRun:
+    registrations: list[Registration]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: set[str] = field(default_factory=set)
+
+    def of_type(self, typ: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == typ]
+
+    def named(self, name: str) -> Registration:
+        found = [r for r in self.registrations if r.name == name]
+        assert len(found) == 1, f"expected one resource named {name!r}, found {[r.urn for r in found]}"
+        return found[0]
+
+    def by_urn(self, urn: str) -> Registration:
+        return next(r for r in self.registrations if r.urn == urn)
+
+    def children_of(self, parent: Registration) -> list[Registration]:
+        return [r for r in self.registrations if r.parent == parent.urn]
+
+
+def run_program(
+    program: Callable[[], dict[str, Any]],
+    config: dict[str, Any],
+    *,
+    secrets: tuple[str, ...] = (),
+    stack: str = "production",
+    stack_outputs: Optional[dict[str, dict[str, Any]]] = None,
+    mocks: Optional[pulumi.runtime.Mocks] = None,
+    preview: bool = False,
+) -> StackRun:
+    """Evaluate `program` under mocks with `config` (unprefixed keys; non-strings are JSON)."""
+    mocks = mocks or PlatformMocks(stack_outputs)
+    wrapped = wrap_with_contract(mocks)
+    monitor = RecordingMonitor(wrapped)
+    pulumi.runtime.set_mocks(wrapped, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+    pulumi.runtime.set_all_config(
+        {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()},
+        secret_keys=[f"{PROJECT}:{k}" for k in secrets],
+    )
+    run = StackRun(monitor.registrations)
+
+    async def collect(outputs: dict[str, Any]) -> None:
+        for key, value in outputs.items():
+            out = pulumi.Output.from_input(value)
+            run.outputs[key] = await out.future()
+            if await out.is_secret():
+                run.secret_outputs.add(key)
+
+    @pulumi.runtime.test
+    def evaluate():
+        return collect(program())
+
+    evaluate()
+    return run
+
+
+def wrap_with_contract(mocks: pulumi.runtime.Mocks) -> pulumi.runtime.Mocks:
+    """Check every registration and invoke against the providers' schemas when available."""
+    if os.environ.get("DELIVERY_SKIP_CONTRACT") == "1":
+        return mocks
+    try:
+        from contract import ContractMocks  # tests/contract.py
+    except ImportError:
+        return mocks
+    return ContractMocks(mocks)
+
+
+def run_stack(config: dict[str, Any], **kwargs: Any) -> StackRun:
+    """Evaluate the real program (components.stack.build) for a stack config."""
+    from components.config import load_stack_config
+    from components.stack import build
+
+    return run_program(lambda: build(load_stack_config()), config, **kwargs)
+
+
+# -- example stacks (the seed's topology) -------------------------------------
+SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nMOCKKEY\n-----END OPENSSH PRIVATE KEY-----\n"
+PRODUCTION_STACK = "organization/delivery/production"
+
+
+def production_config(**overrides: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "domain": "company.ru",
+        "timezone": "Europe/Volgograd",
+        "sshPrivateKey": SSH_KEY,
+        "hosts": [
+            {"name": "production", "address": "192.168.88.1", "roles": ["traefik", "production-runner"]},
+            {"name": "services", "address": "192.168.88.2", "roles": ["gitlab"]},
+        ],
+        "reviewAppsDaemon": {"name": "staging", "address": "192.168.88.3"},
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def staging_config(**overrides: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "domain": "company.ru",
+        "timezone": "Europe/Volgograd",
+        "sshPrivateKey": SSH_KEY,
+        "productionStack": PRODUCTION_STACK,
+        "hosts": [{"name": "staging", "address": "192.168.88.3", "roles": ["review-apps", "staging-runner"]}],
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+PRODUCTION_SECRETS = ("sshPrivateKey",)
+
+
+def production_outputs() -> dict[str, Any]:
+    """What the production stack exports for the staging stack (as the mocks return it)."""
+    return {
+        "dockerCaCertPem": fake_pem("CERTIFICATE", "ca"),
+        "operatorClient": {
+            "caPem": fake_pem("CERTIFICATE", "ca"),
+            "certPem": fake_pem("CERTIFICATE", "operator"),
+            "keyPem": fake_pem("EC PRIVATE KEY", "operator"),
+        },
+        "delegatedDockerServers": {
+            "staging": {"certPem": fake_pem("CERTIFICATE", "staging"), "keyPem": fake_pem("EC PRIVATE KEY", "staging")}
+        },
+        "gitlabUrl": "https://gitlab.company.ru",
+    }
+
+
+@pytest.fixture
+def production_run() -> StackRun:
+    return run_stack(production_config(), secrets=PRODUCTION_SECRETS)
+
+
+@pytest.fixture
+def staging_run() -> StackRun:
+    return run_stack(
+        staging_config(), secrets=PRODUCTION_SECRETS, stack="staging", stack_outputs={PRODUCTION_STACK: production_outputs()}
+    )
