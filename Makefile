@@ -1,0 +1,53 @@
+# Two commands on a fresh Debian machine (Python, pip and apt only):
+#   make test                      install everything, run every test tier
+#   make preview STACK=production  the main job (needs the Pulumi CLI; see README)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+STACK ?= production
+PY := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+APT_PACKAGES := shellcheck systemd docker.io debootstrap iproute2 ca-certificates
+export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
+
+.PHONY: deps system-deps venv test test-unit test-e2e measure preview up check-pulumi
+
+deps: system-deps venv
+
+system-deps:
+	@missing=(); for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "ok installed" || missing+=("$$p"); done; \
+	if [ $${#missing[@]} -gt 0 ]; then \
+	  echo "installing: $${missing[*]}"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$${missing[@]}" >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements.txt -c constraints.txt
+	touch $@
+
+# Every tier: unit (mocks, schemas), real tools, and the disposable-host end to end.
+test: deps
+	DELIVERY_REQUIRE_TOOLS=1 DELIVERY_E2E=1 $(PYTEST) tests
+
+# Fast tier: no disposable host (a few seconds).
+test-unit: venv
+	$(PYTEST) -m "not e2e" tests
+
+test-e2e: deps
+	DELIVERY_REQUIRE_TOOLS=1 DELIVERY_E2E=1 $(PYTEST) -m e2e tests
+
+measure: venv
+	$(PY) scripts/measure_eval.py
+
+check-pulumi:
+	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed: https://www.pulumi.com/docs/install/"; exit 1; }
+	@mkdir -p .pulumi-state
+
+preview: venv check-pulumi
+	pulumi preview --diff --stack $(STACK)
+
+up: venv check-pulumi
+	pulumi up --stack $(STACK)
