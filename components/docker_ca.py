@@ -7,7 +7,7 @@ theirs through `DockerCaReference`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Protocol, Sequence
 
 import pulumi

@@ -75,7 +75,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         outputs[DELEGATED_SERVERS_OUTPUT] = pulumi.Output.secret(
             {p.review_apps_daemon.name: {"certPem": bundle.cert_pem, "keyPem": bundle.key_pem}}
         )
-    review = p.review_daemon
-    if review is not None:
-        outputs["reviewAppsDockerEndpoint"] = review.docker_endpoint
+    review_host = p.host_with("review-apps")
+    if review_host is not None:
+        outputs["reviewAppsDockerEndpoint"] = hosts[review_host.name].endpoint
+    elif p.review_apps_daemon is not None:
+        outputs["reviewAppsDockerEndpoint"] = p.review_apps_daemon.docker_endpoint
     return outputs
