@@ -338,7 +338,8 @@ def write_stub(bin_dir: Path, name: str, body: str) -> None:
     path.chmod(0o755)
 
 
-def run_job(job: dict, env: dict[str, str], workdir: Path, bin_dir: Path, *, shell: str):
+def run_job(job: dict, env: dict[str, str], workdir: Path, bin_dir: Path, *, shell: str,
+            interpreter: list[str] | None = None):
     """Run a job's before_script + script like the runner does, with stubs first in PATH."""
     script = workdir / "job.sh"
     script.write_text(job_script_text(job, shell=shell), encoding="utf-8")
@@ -352,7 +353,7 @@ def run_job(job: dict, env: dict[str, str], workdir: Path, bin_dir: Path, *, she
         "CI_PROJECT_DIR": str(workdir),
     }
     result = subprocess.run(
-        [shell, str(script)], cwd=workdir, env=run_env, capture_output=True, text=True,
+        [*(interpreter or [shell]), str(script)], cwd=workdir, env=run_env, capture_output=True, text=True,
         stdin=subprocess.DEVNULL, timeout=120, check=False,
     )
     calls = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line]
@@ -535,11 +536,16 @@ def test_drift_check_per_stack_only_on_schedules(config, jobs):
             assert f'$CI_COMMIT_BRANCH == "{branch[stack]}"' in rule["if"]
 
 
-def test_tests_run_make_test_and_require_tools(jobs):
+def test_tests_run_every_tier_but_e2e_with_tools_required(jobs):
     test = jobs["test"]
-    assert "make test" in flatten(test["script"])
+    # `make test` = system-deps + venv + every tier; its e2e tier needs a privileged host.
+    assert flatten(test["script"]) == ["make system-deps", "make test-unit"]
     assert test["variables"]["DELIVERY_REQUIRE_TOOLS"] == "1"
+    assert "DELIVERY_E2E" not in test["variables"]
     assert test["needs"] == []
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    for target in ("system-deps", "test-unit", "venv"):
+        assert re.search(rf"^{target}:", makefile, re.M), f"Makefile has no {target} target"
 
 
 def test_venv_is_built_by_make_venv(jobs):
