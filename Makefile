@@ -7,7 +7,7 @@ VENV ?= .venv
 STACK ?= production
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
-APT_PACKAGES := shellcheck systemd docker.io debootstrap iproute2 ca-certificates
+APT_PACKAGES := shellcheck systemd docker.io debootstrap iproute2 ca-certificates busybox
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 
 .PHONY: deps system-deps venv test test-unit test-e2e measure preview up check-pulumi
