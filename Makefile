@@ -7,7 +7,7 @@ VENV ?= .venv
 STACK ?= production
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
-APT_PACKAGES := shellcheck systemd docker.io debootstrap iproute2 ca-certificates busybox
+APT_PACKAGES := shellcheck systemd docker.io containerd runc iptables iproute2 debootstrap debian-archive-keyring ca-certificates busybox
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 
 .PHONY: deps system-deps venv test test-unit test-e2e measure preview up check-pulumi
@@ -18,7 +18,7 @@ system-deps:
 	@missing=(); for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "ok installed" || missing+=("$$p"); done; \
 	if [ $${#missing[@]} -gt 0 ]; then \
 	  echo "installing: $${missing[*]}"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$${missing[@]}" >/dev/null; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$${missing[@]}" >/dev/null; \
 	fi
 
 venv: $(VENV)/.installed
