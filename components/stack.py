@@ -17,7 +17,9 @@ from .docker_ca import (
     ServerIdentity,
 )
 from .docker_host import DockerHost, DockerHostArgs
+from .gitlab_integration import build_gitlab
 from .layout import directories_for
+from .platform_services import build_services
 
 
 def build(cfg: StackConfig) -> dict[str, Any]:
@@ -80,4 +82,27 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         outputs["reviewAppsDockerEndpoint"] = hosts[review_host.name].endpoint
     elif p.review_apps_daemon is not None:
         outputs["reviewAppsDockerEndpoint"] = p.review_apps_daemon.docker_endpoint
+
+    # -- Platform services: GitLab, wildcard certificate, Traefik, by role (docs/services.md) --
+    services = build_services(cfg, hosts, trust)
+    outputs.update(services.outputs)
+
+    # -- GitLab integration: runners, CI variables, cross-stack outputs (docs/gitlab.md) --
+    if review_host is not None:
+        outputs.setdefault("wildcardDomain", cfg.services.hostnames.wildcard_domain)
+    if cfg.gitlab is not None:
+        gitlab_host = p.host_with("gitlab")
+        # The GitLab API is asked nothing (project lookups) before GitLab's host is set up:
+        # on a fresh stack the preview leaves the lookups unknown instead of failing.
+        # (Add the GitLabServer component here once build() creates it.)
+        gitlab_ready = [hosts[gitlab_host.name]] if gitlab_host is not None else []
+        gitlab_outputs = build_gitlab(
+            p,
+            cfg.gitlab,
+            hosts,
+            production=trust if isinstance(trust, DockerCaReference) else None,
+            gitlab_ready=gitlab_ready,
+        )
+        for name, value in gitlab_outputs.items():
+            outputs.setdefault(name, value)  # gitlabUrl may already come from the GitLab server
     return outputs

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 
 import pulumi
 import pytest
+from google.protobuf import json_format
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
@@ -93,6 +94,9 @@ class PlatformMocks(pulumi.runtime.Mocks):
         if args.token == "gitlab:index/getProject:getProject":
             path = args.args.get("pathWithNamespace", "group/app")
             return {"id": "42", "pathWithNamespace": path, "defaultBranch": "master"}, []
+        if args.token == "gitlab:index/getGroup:getGroup":
+            path = args.args.get("fullPath", "group")
+            return {"id": "7", "groupId": 7, "fullPath": path}, []
         return {}, []
 
 
@@ -111,6 +115,7 @@ class Registration:
     replace_on_changes: list[str]
     delete_before_replace: bool
     retain_on_delete: bool
+    replacement_trigger: Any = None
 
     @property
     def plain(self) -> dict[str, Any]:
@@ -145,6 +150,11 @@ class RecordingMonitor(MockMonitor):
                     replace_on_changes=list(request.replaceOnChanges),
                     delete_before_replace=request.deleteBeforeReplace,
                     retain_on_delete=request.retainOnDelete,
+                    replacement_trigger=(
+                        json_format.MessageToDict(request.replacement_trigger)
+                        if request.HasField("replacement_trigger")
+                        else None
+                    ),
                 )
             )
         return response
@@ -203,8 +213,29 @@ def run_program(
     def evaluate():
         return collect(program())
 
-    evaluate()
+    try:
+        evaluate()
+    except BaseException:
+        _cancel_leftovers()
+        raise
     return run
+
+
+def _cancel_leftovers() -> None:
+    """After a failed run, cancel its outstanding tasks so that they cannot fail the next run
+    (they share the event loop and the SDK's RPC manager)."""
+    import asyncio
+
+    from pulumi.runtime.settings import SETTINGS
+    from pulumi.runtime.sync_await import _ensure_event_loop
+
+    loop = _ensure_event_loop()
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    SETTINGS.rpc_manager.clear()
 
 
 def wrap_with_contract(mocks: pulumi.runtime.Mocks) -> pulumi.runtime.Mocks:
@@ -227,6 +258,10 @@ def run_stack(config: dict[str, Any], **kwargs: Any) -> StackRun:
 # -- example stacks (the seed's topology) -------------------------------------
 SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nMOCKKEY\n-----END OPENSSH PRIVATE KEY-----\n"
 PRODUCTION_STACK = "organization/delivery/production"
+# Secret values of the example production config: tests check they never leak.
+GITLAB_ROOT_PASSWORD = "Mock-root-passw0rd-7Qx"
+DNS_API_TOKEN = "mock-dns-api-token-4Kd9"
+DASHBOARD_USERS = "admin:$2y$05$mockmockmockmockmockmuXb3wQ7bQe4m2k9a8Zb1c2d3e4f5g6h"
 
 
 def production_config(**overrides: Any) -> dict[str, Any]:
@@ -239,6 +274,14 @@ def production_config(**overrides: Any) -> dict[str, Any]:
             {"name": "services", "address": "192.168.88.2", "roles": ["gitlab"]},
         ],
         "reviewAppsDaemon": {"name": "staging", "address": "192.168.88.3"},
+        "ciProject": "group/app",
+        # Platform services (docs/services.md); the secrets are in PRODUCTION_SECRETS.
+        "gitlabRootPassword": GITLAB_ROOT_PASSWORD,
+        "acmeEmail": "mail@company.ru",
+        "dnsProvider": "cloudflare",
+        "dnsCredentials": {"CF_DNS_API_TOKEN": DNS_API_TOKEN},
+        "traefikDashboardUsers": DASHBOARD_USERS,
+        "productionApps": [{"name": "demo", "host": "company.ru", "url": "http://192.168.88.1:8000"}],
     }
     cfg.update(overrides)
     return cfg
@@ -250,13 +293,17 @@ def staging_config(**overrides: Any) -> dict[str, Any]:
         "timezone": "Europe/Volgograd",
         "sshPrivateKey": SSH_KEY,
         "productionStack": PRODUCTION_STACK,
+        "runnerScope": {"project": "group/app"},
         "hosts": [{"name": "staging", "address": "192.168.88.3", "roles": ["review-apps", "staging-runner"]}],
     }
     cfg.update(overrides)
     return cfg
 
 
-PRODUCTION_SECRETS = ("sshPrivateKey",)
+PRODUCTION_SECRETS = (
+    "sshPrivateKey", "gitlabToken", "dnsProviderApiToken", "ciSecretVariables",
+    "gitlabRootPassword", "dnsCredentials", "traefikDashboardUsers",
+)
 
 
 def production_outputs() -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Optional
 
 import pulumi
 
+from .gitlab import GitLabConfig, parse_gitlab
 from .platform import (
     DOCKER_PACKAGES,
     ROLES,
@@ -24,6 +25,7 @@ from .platform import (
     parse_platform,
 )
 from .reader import ConfigReader
+from .services import ServicesConfig, parse_services
 
 __all__ = [
     "DOCKER_PACKAGES",
@@ -32,8 +34,10 @@ __all__ = [
     "DaemonIdentity",
     "DockerEngineConfig",
     "DockerTlsConfig",
+    "GitLabConfig",
     "HostConfig",
     "PlatformConfig",
+    "ServicesConfig",
     "StackConfig",
     "load_stack_config",
 ]
@@ -42,12 +46,17 @@ __all__ = [
 @dataclass(frozen=True)
 class StackConfig:
     platform: PlatformConfig
+    services: ServicesConfig
+    gitlab: Optional[GitLabConfig] = None
+    """GitLab API connection, runners, CI variables (components/config/gitlab.py)."""
 
 
 def load_stack_config(project: Optional[str] = None, stack: Optional[str] = None) -> StackConfig:
     """Parse and validate the current stack's config; raise one RunError listing every problem."""
     reader = ConfigReader(project or pulumi.get_project())
     platform = parse_platform(reader, stack or pulumi.get_stack())
+    services = parse_services(reader, platform)
+    gitlab = parse_gitlab(reader, platform, services)
     reader.raise_if_errors()
-    assert platform is not None
-    return StackConfig(platform=platform)
+    assert platform is not None and services is not None
+    return StackConfig(platform=platform, services=services, gitlab=gitlab)

@@ -39,7 +39,9 @@ class ConfigReader:
         return f"{self.project}:{key}"
 
     def error(self, path: str, message: str) -> None:
-        self.errors.append(f"{self.full(path)}: {message}")
+        entry = f"{self.full(path)}: {message}"
+        if entry not in self.errors:  # two sections may check the same shared key
+            self.errors.append(entry)
 
     def raw(self, key: str) -> Optional[str]:
         """The raw string value of a key, without the SDK's secret warning."""

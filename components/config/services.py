@@ -1,0 +1,280 @@
+"""The platform's services: GitLab, Traefik, the wildcard certificate, production apps.
+
+Keys are read with the project's `ConfigReader`, so every problem names its key
+(`delivery:<key>`) and no secret value is ever echoed. Keys that only matter where a
+role runs (the GitLab root password on the stack with the `gitlab` role, ACME and DNS
+settings on the stack with the `traefik` role) are required there and nowhere else.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pulumi
+
+from .platform import PlatformConfig
+from .reader import (
+    DNS_LABEL,
+    EMAIL,
+    ConfigReader,
+    check_domain,
+    check_list,
+    check_object,
+    check_string,
+)
+
+GITLAB_VERSION = re.compile(r"^\d+\.\d+\.\d+-ce\.0$")
+DEFAULT_GITLAB_VERSION = "18.5.1-ce.0"
+GITLAB_MIN_ROOT_PASSWORD = 8
+
+TRAEFIK_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
+#: Docker Engine 29 needs API 1.44; Traefik talks to it from 3.6.1 on.
+MIN_TRAEFIK_VERSION = (3, 6, 1)
+DEFAULT_TRAEFIK_VERSION = "v3.6.1"
+
+DNSROBOCERT_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+DEFAULT_DNSROBOCERT_VERSION = "3.26.1"
+
+WILDCARD_METHODS = ("traefik", "dnsrobocert")
+DNS_PROVIDER = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+#: Traefik (lego) reads provider credentials from environment variables (or their *_FILE).
+LEGO_VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]{0,127}$")
+#: dnsrobocert passes provider_options to Lexicon (auth_token, auth_username, ...).
+LEXICON_OPTION = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+HTPASSWD_LINE = re.compile(r"^[^:\s]+:\S+$")
+APP_URL = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?/?$")
+PRODUCTION_APP_KEYS = ("name", "host", "url")
+
+#: The label of the review-app domain: review apps are <branch>.dev.<domain>.
+REVIEW_SUBDOMAIN = "dev"
+
+
+@dataclass(frozen=True)
+class Hostnames:
+    """The public names the platform serves, all derived from the base domain."""
+
+    domain: str
+
+    @property
+    def gitlab(self) -> str:
+        return f"gitlab.{self.domain}"
+
+    @property
+    def registry(self) -> str:
+        return f"registry.{self.domain}"
+
+    @property
+    def dashboard(self) -> str:
+        return f"traefik.{self.domain}"
+
+    @property
+    def wildcard_domain(self) -> str:
+        """dev.<domain>: the certificate covers it and *.dev.<domain>."""
+        return f"{REVIEW_SUBDOMAIN}.{self.domain}"
+
+    @property
+    def wildcard(self) -> str:
+        return f"*.{self.wildcard_domain}"
+
+
+@dataclass(frozen=True)
+class ProductionApp:
+    """An application on Production that Traefik serves with an HTTP-01 certificate."""
+
+    name: str
+    """Router and service name (a DNS label)."""
+    host: str
+    """Public host name, e.g. company.ru or app.company.ru."""
+    url: str
+    """Where Traefik forwards to, e.g. http://192.168.88.1:8000."""
+
+
+@dataclass(frozen=True)
+class GitLabSettings:
+    version: str = DEFAULT_GITLAB_VERSION
+    """gitlab/gitlab-ce tag, <version>-ce.0."""
+    shm_size_mb: int = 256
+    root_password: Optional[pulumi.Output[str]] = None
+    """Initial password of `root` (secret); required on the stack with the gitlab role."""
+
+
+@dataclass(frozen=True)
+class TraefikSettings:
+    version: str = DEFAULT_TRAEFIK_VERSION
+    """traefik image tag, v3.6.1 or later."""
+    acme_email: Optional[str] = None
+    acme_staging: bool = False
+    """Use Let's Encrypt's staging CA (untrusted certificates, generous rate limits)."""
+    dashboard_users: Optional[pulumi.Output[str]] = None
+    """htpasswd lines (secret); the dashboard exists only when set."""
+    production_apps: tuple[ProductionApp, ...] = ()
+
+
+@dataclass(frozen=True)
+class WildcardSettings:
+    method: str = "traefik"
+    """traefik: Traefik's own DNS-01 resolver (lego); dnsrobocert: the dnsrobocert container."""
+    dns_provider: Optional[str] = None
+    """lego provider name (method traefik) or Lexicon provider name (method dnsrobocert)."""
+    dns_credentials: Optional[dict[str, pulumi.Output[str]]] = None
+    """lego environment variables or Lexicon provider options, each value secret."""
+    propagation_seconds: Optional[int] = None
+    """Wait this long for the TXT record to propagate (slow DNS providers)."""
+    dnsrobocert_version: str = DEFAULT_DNSROBOCERT_VERSION
+
+
+@dataclass(frozen=True)
+class ServicesConfig:
+    hostnames: Hostnames
+    gitlab: GitLabSettings
+    traefik: TraefikSettings
+    wildcard: WildcardSettings
+
+
+def traefik_tag(version: str) -> str:
+    """The image tag of a Traefik version, with its `v` prefix."""
+    return version if version.startswith("v") else f"v{version}"
+
+
+def _traefik_version(r: ConfigReader) -> Optional[str]:
+    value = r.string("traefikVersion", default=DEFAULT_TRAEFIK_VERSION, pattern=TRAEFIK_VERSION, expected="a Traefik version such as v3.6.1")
+    if value is None:
+        return None
+    m = TRAEFIK_VERSION.match(value)
+    assert m is not None
+    parts = tuple(int(x) for x in m.groups())
+    if parts[0] != 3 or parts < MIN_TRAEFIK_VERSION:
+        r.error("traefikVersion", f"expected Traefik v3 at 3.6.1 or later (Docker Engine 29 needs API 1.44), got {value!r}")
+        return None
+    return traefik_tag(value)
+
+
+def _secret_lines(r: ConfigReader, key: str) -> Optional[pulumi.Output[str]]:
+    """traefikDashboardUsers: htpasswd lines; checked without showing them."""
+    value = r.secret_string(key)
+    if value is None:
+        return None
+    raw = r.raw(key) or ""
+    lines = [line for line in raw.splitlines() if line.strip()]
+    bad = [i + 1 for i, line in enumerate(lines) if not HTPASSWD_LINE.match(line.strip())]
+    if not lines or bad:
+        where = f" (line {', '.join(map(str, bad))})" if bad else ""
+        r.error(key, f"expected htpasswd lines 'user:hash', e.g. from `htpasswd -nbB user password`{where} (the value is not shown)")
+        return None
+    return value
+
+
+def _root_password(r: ConfigReader, required: bool) -> Optional[pulumi.Output[str]]:
+    value = r.secret_string("gitlabRootPassword", required=required)
+    if value is None:
+        return None
+    if len(r.raw("gitlabRootPassword") or "") < GITLAB_MIN_ROOT_PASSWORD:
+        r.error("gitlabRootPassword", f"expected at least {GITLAB_MIN_ROOT_PASSWORD} characters, as GitLab requires (the value is not shown)")
+        return None
+    return value
+
+
+def _production_app(r: ConfigReader, path: str, value: Any) -> Optional[ProductionApp]:
+    obj = check_object(r, path, value, PRODUCTION_APP_KEYS)
+    if obj is None:
+        return None
+    before = len(r.errors)
+    for key in PRODUCTION_APP_KEYS:
+        if key not in obj:
+            r.error(f"{path}.{key}", "missing")
+    name = check_string(r, f"{path}.name", obj["name"], pattern=DNS_LABEL, expected="a lower-case DNS label such as shop") if "name" in obj else None
+    host = check_domain(r, f"{path}.host", obj["host"]) if "host" in obj else None
+    url = check_string(r, f"{path}.url", obj["url"], pattern=APP_URL, expected="an http(s) URL of the app's address and port, such as http://192.168.88.1:8000") if "url" in obj else None
+    if len(r.errors) != before or not (name and host and url):
+        return None
+    return ProductionApp(name=name, host=host, url=url.rstrip("/"))
+
+
+def _production_apps(r: ConfigReader, hostnames: Optional[Hostnames]) -> tuple[ProductionApp, ...]:
+    raw = r.structured("productionApps", expected="a list of {name, host, url}")
+    if raw is None:
+        return ()
+    apps = check_list(r, "productionApps", raw, lambda p, v: _production_app(r, p, v))
+    if apps is None:
+        return ()
+    reserved: dict[str, str] = {}
+    if hostnames is not None:
+        reserved = {hostnames.gitlab: "GitLab", hostnames.registry: "the registry", hostnames.dashboard: "the Traefik dashboard"}
+    names: dict[str, int] = {}
+    hosts: dict[str, int] = {}
+    for i, app in enumerate(apps):
+        if app.name in names:
+            r.error(f"productionApps[{i}].name", f"duplicate name {app.name!r} (also productionApps[{names[app.name]}])")
+        names.setdefault(app.name, i)
+        if app.host in hosts:
+            r.error(f"productionApps[{i}].host", f"duplicate host {app.host!r} (also productionApps[{hosts[app.host]}])")
+        hosts.setdefault(app.host, i)
+        if app.host in reserved:
+            r.error(f"productionApps[{i}].host", f"{app.host!r} is served for {reserved[app.host]}")
+        elif hostnames is not None and (app.host == hostnames.wildcard_domain or app.host.endswith("." + hostnames.wildcard_domain)):
+            r.error(f"productionApps[{i}].host", f"{app.host!r} is under {hostnames.wildcard_domain}, the review apps' domain")
+    return tuple(apps)
+
+
+def _dns_credentials(r: ConfigReader, method: Optional[str], required: bool) -> Optional[dict[str, pulumi.Output[str]]]:
+    creds = r.secret_map("dnsCredentials", required=required)
+    if creds is None:
+        return None
+    if not creds:
+        r.error("dnsCredentials", "is empty; expected the DNS provider's credentials (the value is not shown)")
+        return None
+    if method == "dnsrobocert":
+        pattern, expected = LEXICON_OPTION, "a Lexicon provider option such as auth_token"
+    else:
+        pattern, expected = LEGO_VARIABLE, "a lego environment variable such as CF_DNS_API_TOKEN"
+    ok = True
+    for name in creds:
+        if not pattern.match(name):
+            r.error(f"dnsCredentials.{name}", f"expected the name to be {expected} (wildcardMethod {method or 'traefik'})")
+            ok = False
+        elif method != "dnsrobocert" and name.endswith("_FILE"):
+            r.error(f"dnsCredentials.{name}", "give the variable without _FILE: the program writes each value to a file and sets <NAME>_FILE itself")
+            ok = False
+    return creds if ok else None
+
+
+def parse_services(r: ConfigReader, platform: Optional[PlatformConfig]) -> Optional[ServicesConfig]:
+    """Read the services' keys; `platform` (when it parsed) says which roles this stack runs."""
+    runs_gitlab = platform is not None and platform.host_with("gitlab") is not None
+    runs_traefik = platform is not None and platform.host_with("traefik") is not None
+    hostnames = Hostnames(platform.domain) if platform is not None else None
+    before = len(r.errors)
+
+    gitlab = GitLabSettings(
+        version=r.string("gitlabVersion", default=DEFAULT_GITLAB_VERSION, pattern=GITLAB_VERSION, expected="a gitlab/gitlab-ce tag such as 18.5.1-ce.0"),
+        shm_size_mb=r.integer("gitlabShmSize", default=256, minimum=64, maximum=65536),
+        root_password=_root_password(r, required=runs_gitlab),
+    )
+
+    acme_email = r.string("acmeEmail", required=runs_traefik, pattern=EMAIL, expected="an e-mail address for Let's Encrypt")
+    traefik = TraefikSettings(
+        version=_traefik_version(r),
+        acme_email=acme_email,
+        acme_staging=r.boolean("acmeStaging", default=False),
+        dashboard_users=_secret_lines(r, "traefikDashboardUsers"),
+        production_apps=_production_apps(r, hostnames),
+    )
+
+    method = r.string("wildcardMethod", default="traefik", choices=WILDCARD_METHODS)
+    wildcard = WildcardSettings(
+        method=method or "traefik",
+        dns_provider=r.string("dnsProvider", required=runs_traefik, pattern=DNS_PROVIDER, expected="a DNS provider name such as cloudflare (lego's for wildcardMethod traefik, Lexicon's for dnsrobocert)"),
+        dns_credentials=_dns_credentials(r, method, required=runs_traefik),
+        propagation_seconds=r.integer("dnsPropagationSeconds", minimum=0, maximum=7200),
+        dnsrobocert_version=r.string("dnsrobocertVersion", default=DEFAULT_DNSROBOCERT_VERSION, pattern=DNSROBOCERT_VERSION, expected="a dnsrobocert version such as 3.26.1"),
+    )
+
+    if runs_traefik and platform is not None and "traefik" not in platform.tls.clients:
+        r.error("dockerClients", "must include 'traefik' on the stack with the traefik role: Traefik reads Staging's Docker daemon with that client certificate")
+
+    if hostnames is None or len(r.errors) != before:
+        return None
+    assert gitlab.version and gitlab.shm_size_mb and traefik.version and wildcard.dnsrobocert_version
+    return ServicesConfig(hostnames=hostnames, gitlab=gitlab, traefik=traefik, wildcard=wildcard)

@@ -1,0 +1,102 @@
+"""The stack's GitLab integration: the GitLab provider, one GitLabRunner per runner role of
+the stack's hosts, the application project's CI variables (ProjectCi), and the outputs
+application pipelines read.
+
+Until `gitlabToken` is set (the API token only exists once GitLab runs), the API
+resources, and everything that needs the runners' tokens (config.toml, the runner
+containers), are left out and a warning says what to set; the rest of the stack is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
+
+import pulumi
+import pulumi_gitlab as gitlab
+
+from .config import PlatformConfig
+from .config.gitlab import TOKEN_COMMAND, GitLabConfig, api_base_url
+from .docker_ca import DockerCaReference
+from .docker_host import DockerHost
+from .gitlab_runner import GitLabRunner, GitLabRunnerArgs
+from .project_ci import ProjectCi, ProjectCiArgs
+
+#: Outputs of this integration (a contract; see docs/gitlab.md).
+GITLAB_URL_OUTPUT = "gitlabUrl"
+RUNNER_TAGS_OUTPUT = "runnerTags"
+
+
+def gitlab_url(p: PlatformConfig, g: GitLabConfig, production: Optional[DockerCaReference]) -> pulumi.Input[str]:
+    """GitLab's URL: `gitlabUrl` if set; else https://gitlab.<domain> in the stack that runs
+    GitLab, and the production stack's `gitlabUrl` output in a satellite stack."""
+    if g.url_override is not None or production is None:
+        return g.default_url(p.domain)
+    return production.require(GITLAB_URL_OUTPUT)
+
+
+def build_gitlab(
+    p: PlatformConfig,
+    g: GitLabConfig,
+    hosts: Mapping[str, DockerHost],
+    production: Optional[DockerCaReference] = None,
+    gitlab_ready: Sequence[pulumi.Resource] = (),
+) -> dict[str, Any]:
+    """Create the GitLab resources of the stack; return the outputs they add."""
+    outputs: dict[str, Any] = {}
+    if p.owns_ca:
+        outputs[GITLAB_URL_OUTPUT] = g.default_url(p.domain)
+    if g.runners:
+        outputs[RUNNER_TAGS_OUTPUT] = {s.role: list(s.tags) for s in g.runners}
+
+    if g.token is None:
+        left_out = [f"runner {s.role}" for s in g.runners]
+        if g.ci is not None:
+            left_out.append(f"CI/CD variables of {g.ci.project}")
+        what = ", ".join(left_out) if left_out else "the GitLab API resources"
+        pulumi.log.warn(
+            f"delivery:gitlabToken is not set, so this stack leaves out {what} until it is. "
+            "Once GitLab runs, create an API token with the scopes api and create_runner "
+            f"(a personal, group or project access token), then run `{TOKEN_COMMAND}` and `pulumi up`."
+        )
+        return outputs
+
+    url = gitlab_url(p, g, production)
+    provider = gitlab.Provider(
+        "gitlab-api",
+        base_url=pulumi.Output.from_input(url).apply(api_base_url),
+        token=g.token,
+        # No /user probe when the provider is configured: a preview must not need a running GitLab.
+        early_auth_check=False,
+    )
+    uses_api = pulumi.ResourceOptions(providers={"gitlab": provider})
+
+    for s in g.runners:
+        host = p.hosts_with(s.role)[0]
+        docker_host = hosts[host.name]
+        assert g.runner_scope is not None  # validated with the config
+        GitLabRunner(
+            f"gitlab-runner-{host.name}",
+            GitLabRunnerArgs(
+                host=host,
+                ssh_private_key=p.ssh_private_key,
+                docker_provider=docker_host.provider,
+                settings=s,
+                scope=g.runner_scope,
+                gitlab_url=url,
+                runner_version=g.runner_version,
+                default_image=g.runner_default_image,
+                timezone=p.timezone,
+                token_rotation=g.runner_token_rotation,
+                host_ready=[docker_host.setup],
+                gitlab_ready=list(gitlab_ready),
+            ),
+            opts=uses_api,
+        )
+
+    if g.ci is not None:
+        ProjectCi(
+            "project-ci",
+            ProjectCiArgs(project=g.ci.project, variables=g.ci.variables),
+            opts=pulumi.ResourceOptions(providers={"gitlab": provider}, depends_on=list(gitlab_ready)),
+        )
+    return outputs

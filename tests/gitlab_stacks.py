@@ -1,0 +1,44 @@
+"""Example stacks with the GitLab integration switched on, for the GitLab tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conftest import (
+    PRODUCTION_SECRETS,
+    PRODUCTION_STACK,
+    StackRun,
+    production_config,
+    production_outputs,
+    run_stack,
+    staging_config,
+)
+
+API_TOKEN = "glpat-MOCKtoken-0123456789"
+SECRETS = PRODUCTION_SECRETS
+
+
+def production_base(**overrides: Any) -> dict[str, Any]:
+    """The production example (token not set yet)."""
+    return production_config(**overrides)
+
+
+def dns_token() -> str:
+    """The example's DNS API token: the dnsCredentials entry named like a token."""
+    creds = production_config()["dnsCredentials"]
+    return next(v for k, v in creds.items() if "token" in k.lower())
+
+
+def run_production(secrets: tuple[str, ...] = SECRETS, **overrides: Any) -> StackRun:
+    """The production example with the GitLab API token set."""
+    return run_stack(production_base(**{"gitlabToken": API_TOKEN, **overrides}), secrets=secrets)
+
+
+def run_staging(outputs: dict[str, Any] | None = None, stack_name: str = PRODUCTION_STACK, **overrides: Any) -> StackRun:
+    """The staging example (token set only when given) reading `outputs` from `stack_name`."""
+    return run_stack(
+        staging_config(productionStack=stack_name, **overrides),
+        secrets=SECRETS,
+        stack="staging",
+        stack_outputs={stack_name: production_outputs() if outputs is None else outputs},
+    )

@@ -1,0 +1,143 @@
+"""The services' config keys (components/config/services.py): each problem names its key,
+keys are required only where their role runs, secret values are never echoed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pytest
+
+from conftest import DASHBOARD_USERS, DNS_API_TOKEN, GITLAB_ROOT_PASSWORD, PRODUCTION_SECRETS, production_config, staging_config
+
+from components.config import load_stack_config
+
+
+def load(config: dict[str, Any], secrets=PRODUCTION_SECRETS, stack: str = "production"):
+    pulumi.runtime.set_all_config(
+        {f"delivery:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items() if v is not None},
+        secret_keys=[f"delivery:{k}" for k in secrets if config.get(k) is not None],
+    )
+    return load_stack_config(project="delivery", stack=stack)
+
+
+def errors_of(config: dict[str, Any], **kwargs) -> str:
+    with pytest.raises(pulumi.RunError) as e:
+        load(config, **kwargs)
+    return str(e.value)
+
+
+def test_example_config_parses_with_pinned_defaults():
+    s = load(production_config()).services
+    assert s.gitlab.version == "18.5.1-ce.0" and s.gitlab.shm_size_mb == 256
+    assert s.traefik.version == "v3.6.1" and s.traefik.acme_staging is False
+    assert s.wildcard.method == "traefik" and s.wildcard.dnsrobocert_version == "3.26.1"
+    assert s.hostnames.wildcard_domain == "dev.company.ru"
+    assert [a.name for a in s.traefik.production_apps] == ["demo"]
+
+
+def test_staging_stack_needs_none_of_the_service_keys():
+    s = load(staging_config(), stack="staging").services
+    assert s.gitlab.root_password is None and s.wildcard.dns_credentials is None
+
+
+@pytest.mark.parametrize("key", ["gitlabRootPassword", "acmeEmail", "dnsProvider", "dnsCredentials"])
+def test_role_keys_are_required_where_the_role_runs(key):
+    msg = errors_of(production_config(**{key: None}))
+    assert f"delivery:{key}: missing" in msg
+
+
+def test_root_password_must_be_secret_and_is_not_echoed():
+    msg = errors_of(production_config(), secrets=tuple(s for s in PRODUCTION_SECRETS if s != "gitlabRootPassword"))
+    assert "delivery:gitlabRootPassword: is a secret" in msg
+    assert GITLAB_ROOT_PASSWORD not in msg
+
+
+def test_short_root_password_is_rejected_without_showing_it():
+    msg = errors_of(production_config(gitlabRootPassword="s3cr3t"))
+    assert "delivery:gitlabRootPassword: expected at least 8 characters" in msg and "s3cr3t" not in msg
+
+
+@pytest.mark.parametrize("version", ["latest", "18.5.1", "18.5.1-ee.0", "v18.5.1-ce.0"])
+def test_gitlab_version_must_be_a_ce_tag(version):
+    assert "delivery:gitlabVersion: expected a gitlab/gitlab-ce tag" in errors_of(production_config(gitlabVersion=version))
+
+
+@pytest.mark.parametrize("version", ["v3.6.0", "3.5.9", "v2.11.30", "v4.0.0"])
+def test_traefik_before_3_6_1_or_not_v3_is_rejected(version):
+    msg = errors_of(production_config(traefikVersion=version))
+    assert "delivery:traefikVersion: expected Traefik v3 at 3.6.1 or later" in msg
+
+
+@pytest.mark.parametrize("version", ["latest", "v3", "3.6"])
+def test_traefik_version_must_be_exact(version):
+    assert "delivery:traefikVersion: expected a Traefik version" in errors_of(production_config(traefikVersion=version))
+
+
+def test_traefik_version_without_v_is_tagged_with_v():
+    assert load(production_config(traefikVersion="3.6.2")).services.traefik.version == "v3.6.2"
+
+
+def test_wildcard_method_is_one_of_two():
+    assert "delivery:wildcardMethod: expected one of traefik, dnsrobocert" in errors_of(production_config(wildcardMethod="certbot"))
+
+
+def test_dns_credentials_must_be_secret_and_are_not_echoed():
+    msg = errors_of(production_config(), secrets=tuple(s for s in PRODUCTION_SECRETS if s != "dnsCredentials"))
+    assert "delivery:dnsCredentials: is a secret" in msg and DNS_API_TOKEN not in msg
+
+
+def test_lego_credential_names_are_variables_without_file_suffix():
+    msg = errors_of(production_config(dnsCredentials={"CF_DNS_API_TOKEN_FILE": "x", "auth_token": "y"}))
+    assert "delivery:dnsCredentials.CF_DNS_API_TOKEN_FILE: give the variable without _FILE" in msg
+    assert "delivery:dnsCredentials.auth_token: expected the name to be a lego environment variable" in msg
+
+
+def test_dashboard_users_must_be_htpasswd_lines_and_are_not_echoed():
+    msg = errors_of(production_config(traefikDashboardUsers="admin password-in-clear\nok:$apr1$x$y"))
+    assert "delivery:traefikDashboardUsers: expected htpasswd lines" in msg and "(line 1)" in msg
+    assert "password-in-clear" not in msg
+
+
+def test_dashboard_users_must_be_secret():
+    msg = errors_of(production_config(), secrets=tuple(s for s in PRODUCTION_SECRETS if s != "traefikDashboardUsers"))
+    assert "delivery:traefikDashboardUsers: is a secret" in msg and DASHBOARD_USERS not in msg
+
+
+def test_production_apps_are_checked_entry_by_entry():
+    apps = [
+        {"name": "shop", "host": "shop.company.ru", "url": "ftp://x"},
+        {"name": "shop", "host": "gitlab.company.ru", "url": "http://192.168.88.1:80"},
+        {"name": "Bad_Name", "host": "x.dev.company.ru", "url": "http://192.168.88.1:81", "port": 1},
+        {"host": "y.company.ru", "url": "http://192.168.88.1:82"},
+    ]
+    msg = errors_of(production_config(productionApps=apps))
+    assert "delivery:productionApps[0].url: expected an http(s) URL" in msg
+    assert "delivery:productionApps[2].name: expected a lower-case DNS label" in msg
+    assert "delivery:productionApps[2].port: unknown key" in msg
+    assert "delivery:productionApps[3].name: missing" in msg
+
+
+def test_production_apps_may_not_take_reserved_or_duplicate_hosts():
+    apps = [
+        {"name": "shop", "host": "gitlab.company.ru", "url": "http://192.168.88.1:80"},
+        {"name": "shop", "host": "a.dev.company.ru", "url": "http://192.168.88.1:81"},
+    ]
+    msg = errors_of(production_config(productionApps=apps))
+    assert "delivery:productionApps[0].host: 'gitlab.company.ru' is served for GitLab" in msg
+    assert "delivery:productionApps[1].name: duplicate name 'shop'" in msg
+    assert "delivery:productionApps[1].host: 'a.dev.company.ru' is under dev.company.ru" in msg
+
+
+def test_traefik_needs_its_client_certificate():
+    msg = errors_of(production_config(dockerClients=["operator"]))
+    assert "delivery:dockerClients: must include 'traefik'" in msg
+
+
+def test_every_service_problem_is_reported_at_once():
+    cfg = production_config(gitlabVersion="latest", traefikVersion="v3.0.0", wildcardMethod="x", acmeStaging="maybe", gitlabShmSize=1)
+    msg = errors_of(cfg)
+    for key in ("gitlabVersion", "traefikVersion", "wildcardMethod", "acmeStaging", "gitlabShmSize"):
+        assert f"delivery:{key}:" in msg, key
+

@@ -1,0 +1,372 @@
+"""Traefik v3 on the traefik host: rendered static and dynamic config (valid against the
+published v3 schemas, directly and as the program sends them), entrypoints, ACME, the
+Docker provider on Staging, routes, TLS options, middlewares, the dashboard, the container."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import DASHBOARD_USERS, PRODUCTION_SECRETS, fake_pem, production_config, run_stack
+from service_files import (
+    DYNAMIC_SCHEMA,
+    STATIC_SCHEMA,
+    all_rules,
+    bundle,
+    container_labels,
+    container_volumes,
+    is_v3_rule,
+    production,
+    schema_errors,
+    script_args,
+    yaml_file,
+)
+
+from components.config.services import Hostnames, ProductionApp, WildcardSettings
+from components.traefik import (
+    DASHBOARD_FILE,
+    MOZILLA_INTERMEDIATE_CIPHERS,
+    ROUTES_FILE,
+    STATIC_FILE,
+    STATIC_HASH_LABEL,
+    STATIC_TOP_LEVEL_KEYS,
+    TraefikSpec,
+    WildcardParts,
+    dashboard_config,
+    dynamic_config,
+    static_config,
+)
+from components.gitlab_server import GitLabUpstream
+from components.wildcard_certificate import dnsrobocert_dynamic, traefik_dynamic, traefik_resolvers
+
+HOSTNAMES = Hostnames("company.ru")
+
+
+def spec(**overrides) -> TraefikSpec:
+    values = dict(
+        hostnames=HOSTNAMES,
+        acme_email="mail@company.ru",
+        review_endpoint="tcp://192.168.88.3:2376",
+        gitlab=GitLabUpstream.published("192.168.88.2"),
+        production_apps=(ProductionApp("demo", "company.ru", "http://192.168.88.1:8000"),),
+        dashboard=True,
+        wildcard=WildcardParts(
+            resolvers=traefik_resolvers(WildcardSettings(dns_provider="cloudflare", propagation_seconds=120), "mail@company.ru", False),
+            dynamic=traefik_dynamic(HOSTNAMES),
+        ),
+    )
+    values.update(overrides)
+    return TraefikSpec(**values)
+
+
+def top_level_problems(config: dict) -> list[str]:
+    """traefik-v3.json does not police top-level keys: this check does."""
+    return sorted(set(config) - STATIC_TOP_LEVEL_KEYS)
+
+
+# -- schemas -------------------------------------------------------------------------------
+def test_static_config_validates_against_the_v3_schema():
+    assert schema_errors(STATIC_SCHEMA, static_config(spec())) == []
+
+
+def test_static_config_has_only_known_top_level_keys():
+    assert top_level_problems(static_config(spec())) == []
+
+
+def test_top_level_key_check_catches_a_misspelt_key():
+    config = static_config(spec())
+    config["entrypoints"] = config.pop("entryPoints")
+    assert schema_errors(STATIC_SCHEMA, config) == [], "the schema lets this through; the key check must not"
+    assert top_level_problems(config) == ["entrypoints"]
+
+
+def test_schema_check_catches_a_misspelt_nested_key():
+    config = static_config(spec())
+    config["entryPoints"]["web"]["adress"] = ":80"
+    assert schema_errors(STATIC_SCHEMA, config), "a misspelt entrypoint key must be rejected"
+
+
+@pytest.mark.parametrize("wildcard", ["traefik", "dnsrobocert"])
+def test_dynamic_config_validates_against_the_file_provider_schema(wildcard):
+    parts = WildcardParts(dynamic=traefik_dynamic(HOSTNAMES) if wildcard == "traefik" else dnsrobocert_dynamic())
+    assert schema_errors(DYNAMIC_SCHEMA, dynamic_config(spec(wildcard=parts))) == []
+
+
+def test_dashboard_config_validates_against_the_file_provider_schema():
+    assert schema_errors(DYNAMIC_SCHEMA, dashboard_config(spec(), ["admin:$2y$05$hash"])) == []
+
+
+def test_static_file_the_program_sends_validates():
+    run = production()
+    files = run.named("traefik-files")
+    static = yaml_file(files, STATIC_FILE)
+    assert schema_errors(STATIC_SCHEMA, static) == [], files.urn
+    assert top_level_problems(static) == [], files.urn
+
+
+@pytest.mark.parametrize("path", [ROUTES_FILE, DASHBOARD_FILE])
+def test_dynamic_files_the_program_sends_validate(path):
+    files = production().named("traefik-files")
+    assert schema_errors(DYNAMIC_SCHEMA, yaml_file(files, path)) == [], f"{files.urn}: {path}"
+
+
+def test_every_rule_uses_v3_syntax():
+    run = production()
+    files = run.named("traefik-files")
+    rules = {**all_rules(yaml_file(files, ROUTES_FILE)), **all_rules(yaml_file(files, DASHBOARD_FILE))}
+    assert {"http.gitlab", "http.registry", "http.app-demo", "http.dashboard", "tcp.gitlab-ssh", "http.wildcard-certificate"} <= set(rules)
+    bad = {name: rule for name, rule in rules.items() if not is_v3_rule(rule)}
+    assert not bad, f"{files.urn}: not v3 rules: {bad}"
+
+
+def test_v3_rule_check_rejects_v2_forms():
+    assert is_v3_rule("Host(`a.company.ru`) && PathPrefix(`/api`)")
+    assert not is_v3_rule("Host(`a.company.ru`, `b.company.ru`)")
+    assert not is_v3_rule("HostRegexp(`{sub:[a-z]+}.company.ru`)")
+
+
+# -- entrypoints, the review-app contract ------------------------------------------------------
+def test_entrypoints_are_web_websecure_and_gitlab_ssh():
+    files = production().named("traefik-files")
+    eps = yaml_file(files, STATIC_FILE)["entryPoints"]
+    assert eps["web"]["address"] == ":80", files.urn
+    assert eps["websecure"]["address"] == ":443", files.urn
+    assert eps["gitlab-ssh"]["address"] == ":1023", files.urn
+
+
+def test_web_redirects_to_https_and_still_answers_the_http_challenge():
+    static = yaml_file(production().named("traefik-files"), STATIC_FILE)
+    redirect = static["entryPoints"]["web"]["http"]["redirections"]["entryPoint"]
+    assert redirect == {"to": "websecure", "scheme": "https", "permanent": True}
+    # Traefik gives the ACME challenge router the highest priority, above the redirection.
+    assert static["certificatesResolvers"]["letsencrypt"]["acme"]["httpChallenge"] == {"entryPoint": "web"}
+    assert "priority" not in redirect
+
+
+def test_nothing_listens_on_8080_and_the_api_is_not_insecure():
+    run = production()
+    static = yaml_file(run.named("traefik-files"), STATIC_FILE)
+    addresses = [ep["address"] for ep in static["entryPoints"].values()]
+    assert not [a for a in addresses if a.endswith(":8080")], addresses
+    assert static["api"] == {"dashboard": True, "insecure": False}
+    container = run.named("traefik-container")
+    published = sorted(int(p["external"]) for p in container.plain["ports"])
+    assert published == [80, 443, 1023], container.urn
+
+
+def test_static_config_matches_the_review_app_contract():
+    contract = pytest.importorskip("templates.review_app_contract")
+    static = yaml_file(production().named("traefik-files"), STATIC_FILE)
+    for name, address in contract.ENTRYPOINT_ADDRESSES.items():
+        assert static["entryPoints"][name]["address"] == address
+    docker = static["providers"]["docker"]
+    assert docker["exposedByDefault"] is contract.DOCKER_PROVIDER_EXPOSED_BY_DEFAULT
+    assert docker["useBindPortIP"] is contract.DOCKER_PROVIDER_USE_BIND_PORT_IP
+    assert docker["endpoint"] == f"{contract.DOCKER_ENDPOINT_SCHEME}192.168.88.3:{contract.DOCKER_ENDPOINT_PORT}"
+    assert set(docker["tls"]) == set(contract.DOCKER_PROVIDER_TLS_KEYS)
+    dynamic = yaml_file(production().named("traefik-files"), ROUTES_FILE)
+    for middleware in contract.REVIEW_MIDDLEWARES:
+        assert middleware.removesuffix("@file") in dynamic["http"]["middlewares"]
+
+
+# -- providers ------------------------------------------------------------------------------
+def test_docker_provider_watches_staging_over_mutual_tls():
+    files = production().named("traefik-files")
+    docker = yaml_file(files, STATIC_FILE)["providers"]["docker"]
+    assert docker == {
+        "endpoint": "tcp://192.168.88.3:2376",
+        "tls": {"ca": "/certs/staging/ca.pem", "cert": "/certs/staging/cert.pem", "key": "/certs/staging/key.pem"},
+        "exposedByDefault": False,
+        "useBindPortIP": True,
+        "watch": True,
+    }, files.urn
+
+
+def test_traefik_client_certificate_is_installed_for_the_docker_provider():
+    files = production().named("traefik-files")
+    sent = bundle(files)
+    assert sent["/srv/traefik/certs/staging/ca.pem"] == (0o444, fake_pem("CERTIFICATE", "docker-ca-ca-cert"))
+    assert sent["/srv/traefik/certs/staging/cert.pem"] == (0o444, fake_pem("CERTIFICATE", "docker-ca-client-traefik-cert"))
+    assert sent["/srv/traefik/certs/staging/key.pem"] == (0o400, fake_pem("EC PRIVATE KEY", "docker-ca-client-traefik-key"))
+    assert files.secret("stdin"), f"{files.urn}: the client key must travel in secret stdin"
+
+
+def test_file_provider_watches_the_dynamic_folder_the_container_mounts():
+    run = production()
+    static = yaml_file(run.named("traefik-files"), STATIC_FILE)
+    assert static["providers"]["file"] == {"directory": "/etc/traefik/dynamic", "watch": True}
+    # A folder, not a file: a file replaced by rename would stay stale in a file bind mount.
+    mount = container_volumes(run.named("traefik-container"))["/etc/traefik/dynamic"]
+    assert mount == {"hostPath": "/srv/traefik/dynamic", "containerPath": "/etc/traefik/dynamic", "readOnly": True}
+
+
+# -- ACME -------------------------------------------------------------------------------------
+def test_acme_resolver_uses_lets_encrypt_and_a_600_acme_json():
+    run = production()
+    files = run.named("traefik-files")
+    acme = yaml_file(files, STATIC_FILE)["certificatesResolvers"]["letsencrypt"]["acme"]
+    assert acme["email"] == "mail@company.ru"
+    assert acme["caServer"] == "https://acme-v02.api.letsencrypt.org/directory"
+    assert acme["storage"] == "/letsencrypt/acme.json"
+    # Created empty with mode 600 when missing, never overwritten (Traefik owns its content).
+    assert "ensure=/srv/traefik/letsencrypt/acme.json:0600" in script_args(files), files.urn
+    assert "/srv/traefik/letsencrypt/acme.json" not in bundle(files)
+    mount = container_volumes(run.named("traefik-container"))["/letsencrypt"]
+    assert mount["hostPath"] == "/srv/traefik/letsencrypt" and not mount.get("readOnly")
+
+
+def test_acme_staging_switches_the_ca_and_the_state_file():
+    files = production(acmeStaging="true").named("traefik-files")
+    resolvers = yaml_file(files, STATIC_FILE)["certificatesResolvers"]
+    for name in ("letsencrypt", "letsencrypt-dns"):
+        assert resolvers[name]["acme"]["caServer"] == "https://acme-staging-v02.api.letsencrypt.org/directory", name
+        assert resolvers[name]["acme"]["storage"] == "/letsencrypt/acme-staging.json", name
+    assert "ensure=/srv/traefik/letsencrypt/acme-staging.json:0600" in script_args(files)
+
+
+def test_access_log_is_written_under_srv_traefik_logs():
+    run = production()
+    static = yaml_file(run.named("traefik-files"), STATIC_FILE)
+    assert static["accessLog"]["filePath"] == "/logs/access.log"
+    assert container_volumes(run.named("traefik-container"))["/logs"]["hostPath"] == "/srv/traefik/logs"
+
+
+# -- routes -------------------------------------------------------------------------------------
+def test_gitlab_and_registry_are_routed_to_services_over_https():
+    files = production().named("traefik-files")
+    http = yaml_file(files, ROUTES_FILE)["http"]
+    assert http["routers"]["gitlab"]["rule"] == "Host(`gitlab.company.ru`)"
+    assert http["routers"]["registry"]["rule"] == "Host(`registry.company.ru`)"
+    for name in ("gitlab", "registry"):
+        assert http["routers"][name]["entryPoints"] == ["websecure"], name
+        assert http["routers"][name]["tls"] == {"certResolver": "letsencrypt"}, name
+    assert http["services"]["gitlab"]["loadBalancer"]["servers"] == [{"url": "http://192.168.88.2:80"}]
+    assert http["services"]["registry"]["loadBalancer"]["servers"] == [{"url": "http://192.168.88.2:5005"}]
+
+
+def test_gitlab_ssh_is_tcp_routed_from_1023_to_services():
+    files = production().named("traefik-files")
+    tcp = yaml_file(files, ROUTES_FILE)["tcp"]
+    assert tcp["routers"]["gitlab-ssh"] == {"entryPoints": ["gitlab-ssh"], "rule": "HostSNI(`*`)", "service": "gitlab-ssh"}
+    assert tcp["services"]["gitlab-ssh"]["loadBalancer"]["servers"] == [{"address": "192.168.88.2:1023"}], files.urn
+
+
+def test_production_apps_from_config_get_routes_and_http01_certificates():
+    files = production(
+        productionApps=[
+            {"name": "shop", "host": "shop.company.ru", "url": "http://192.168.88.1:8080"},
+            {"name": "api", "host": "api.company.ru", "url": "http://192.168.88.1:9000/"},
+        ]
+    ).named("traefik-files")
+    http = yaml_file(files, ROUTES_FILE)["http"]
+    assert http["routers"]["app-shop"]["rule"] == "Host(`shop.company.ru`)"
+    assert http["routers"]["app-api"]["tls"] == {"certResolver": "letsencrypt"}
+    assert http["services"]["app-api"]["loadBalancer"]["servers"] == [{"url": "http://192.168.88.1:9000"}]
+    assert "app-demo" not in http["routers"], files.urn
+
+
+def test_default_tls_options_are_tls12_with_mozilla_intermediate_ciphers():
+    options = yaml_file(production().named("traefik-files"), ROUTES_FILE)["tls"]["options"]["default"]
+    assert options["minVersion"] == "VersionTLS12"
+    assert options["cipherSuites"] == list(MOZILLA_INTERMEDIATE_CIPHERS)
+    # Forward secrecy and AEAD only: no CBC, no static-RSA key exchange.
+    assert all(c.startswith("TLS_ECDHE_") and ("GCM" in c or "CHACHA20" in c) for c in options["cipherSuites"])
+
+
+def test_security_headers_middleware_is_defined_and_used_by_every_file_router():
+    files = production().named("traefik-files")
+    routes = yaml_file(files, ROUTES_FILE)
+    headers = routes["http"]["middlewares"]["security-headers"]["headers"]
+    assert headers["stsSeconds"] >= 15552000 and headers["contentTypeNosniff"] is True
+    dashboard = yaml_file(files, DASHBOARD_FILE)
+    routers = {**routes["http"]["routers"], **dashboard["http"]["routers"]}
+    missing = [n for n, r in routers.items() if "security-headers" not in r.get("middlewares", [])]
+    assert not missing, f"{files.urn}: routers without security-headers: {missing}"
+
+
+# -- dashboard -------------------------------------------------------------------------------
+def test_dashboard_is_api_internal_on_websecure_behind_basic_auth():
+    files = production().named("traefik-files")
+    mode, _ = bundle(files)[DASHBOARD_FILE]
+    dashboard = yaml_file(files, DASHBOARD_FILE)["http"]
+    router = dashboard["routers"]["dashboard"]
+    assert router["service"] == "api@internal" and router["entryPoints"] == ["websecure"]
+    assert router["rule"].startswith("Host(`traefik.company.ru`)")
+    assert router["middlewares"][0] == "dashboard-auth"
+    assert dashboard["middlewares"]["dashboard-auth"]["basicAuth"]["users"] == [DASHBOARD_USERS]
+    assert mode == 0o600, f"{files.urn}: dashboard.yml holds the users"
+
+
+def test_without_dashboard_users_there_is_no_api_and_no_dashboard_file():
+    cfg = {k: v for k, v in production_config().items() if k != "traefikDashboardUsers"}
+    run = run_stack(cfg, secrets=tuple(s for s in PRODUCTION_SECRETS if s in cfg))
+    files = run.named("traefik-files")
+    assert "api" not in yaml_file(files, STATIC_FILE)
+    assert DASHBOARD_FILE not in bundle(files)
+    assert f"remove={DASHBOARD_FILE}" in script_args(files), files.urn
+    assert "traefikDashboardUrl" not in run.outputs
+
+
+# -- restarts: static config replaces the container, dynamic config does not -------------------
+def test_a_static_config_change_changes_the_restart_label():
+    before = container_labels(production().named("traefik-container"))[STATIC_HASH_LABEL]
+    after = container_labels(production(acmeStaging="true").named("traefik-container"))[STATIC_HASH_LABEL]
+    assert before != after, "a new static config must replace (restart) Traefik"
+
+
+def test_a_dynamic_config_change_reloads_without_restart():
+    base = production()
+    changed = production(productionApps=[{"name": "shop", "host": "shop.company.ru", "url": "http://192.168.88.1:8080"}])
+    assert container_labels(base.named("traefik-container")) == container_labels(changed.named("traefik-container"))
+    assert base.named("traefik-container").plain == changed.named("traefik-container").plain
+    assert bundle(base.named("traefik-files"))[ROUTES_FILE] != bundle(changed.named("traefik-files"))[ROUTES_FILE]
+
+
+# -- container ----------------------------------------------------------------------------------
+def test_container_runs_the_pinned_image_on_the_traefik_host():
+    run = production()
+    image = run.named("traefik-image")
+    container = run.named("traefik-container")
+    assert image.plain["name"] == "traefik:v3.6.1"
+    assert container.plain["image"].startswith("sha256:"), f"{container.urn}: use RemoteImage.image_id"
+    assert container.provider.startswith(run.named("production-docker").urn), container.urn
+    assert container.plain["name"] == "traefik" and container.delete_before_replace
+    assert container.plain["restart"] == "always"
+
+
+def test_container_health_check_uses_the_ping_entrypoint():
+    run = production()
+    container = run.named("traefik-container")
+    assert container.plain["healthcheck"]["tests"] == ["CMD", "traefik", "healthcheck", "--ping"]
+    static = yaml_file(run.named("traefik-files"), STATIC_FILE)
+    assert static["ping"] == {"entryPoint": "ping"}
+    assert static["entryPoints"]["ping"]["address"].startswith("127.0.0.1:"), "ping stays inside the container"
+
+
+def test_container_mounts_the_files_under_srv_traefik():
+    volumes = container_volumes(production().named("traefik-container"))
+    assert volumes["/etc/traefik/traefik.yml"] == {"hostPath": "/srv/traefik/traefik.yml", "containerPath": "/etc/traefik/traefik.yml", "readOnly": True}
+    assert volumes["/certs"]["hostPath"] == "/srv/traefik/certs" and volumes["/certs"]["readOnly"]
+
+
+def test_container_waits_for_its_files():
+    run = production()
+    container = run.named("traefik-container")
+    assert run.named("traefik-files").urn in container.dependencies
+    assert run.named("wildcard-certificate-credentials").urn in container.dependencies
+
+
+def test_traefik_is_placed_on_the_host_with_the_traefik_role():
+    hosts = [
+        {"name": "production", "address": "192.168.88.1", "roles": ["production-runner"]},
+        {"name": "edge", "address": "192.168.88.9", "roles": ["traefik"]},
+        {"name": "services", "address": "192.168.88.2", "roles": ["gitlab"]},
+    ]
+    run = production(hosts=hosts)
+    container = run.named("traefik-container")
+    assert container.provider.startswith(run.named("edge-docker").urn), container.urn
+    assert run.named("traefik-files").plain["connection"]["host"] == "192.168.88.9"
+
+
+def test_no_traefik_in_a_stack_without_the_traefik_role(staging_run):
+    assert not staging_run.of_type("delivery:traefik:Traefik")
+    assert not staging_run.of_type("delivery:services:GitLabServer")
