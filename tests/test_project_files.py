@@ -1,0 +1,104 @@
+"""The project files users edit: Pulumi.yaml declares every key the program reads, the stack
+files parse into valid config, and the README documents every key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import PRODUCTION_SECRETS, PRODUCTION_STACK, ROOT, production_config, production_outputs, run_stack, staging_config
+
+from components.config import reader as reader_module
+
+SIMPLE_TYPES = {"string", "integer", "boolean", "array"}
+
+
+def project() -> dict:
+    return yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+
+
+def keys_read_by_the_program(monkeypatch) -> set[str]:
+    seen: set[str] = set()
+    original = reader_module.ConfigReader.raw
+
+    def recording(self, key):
+        seen.add(key)
+        return original(self, key)
+
+    monkeypatch.setattr(reader_module.ConfigReader, "raw", recording)
+    run_stack(production_config(), secrets=PRODUCTION_SECRETS)
+    run_stack(staging_config(), secrets=PRODUCTION_SECRETS, stack="staging", stack_outputs={PRODUCTION_STACK: production_outputs()})
+    return seen
+
+
+def structured_keys() -> set[str]:
+    """Keys listed in Pulumi.yaml's comment block of structured (object/list) keys."""
+    text = (ROOT / "Pulumi.yaml").read_text()
+    block = text.split("# Structured keys", 1)[1].split("\nconfig:", 1)[0]
+    return set(re.findall(r"^#   ([a-zA-Z]+)\s", block, flags=re.M))
+
+
+def test_pulumi_yaml_names_a_python_project_with_a_virtualenv():
+    p = project()
+    assert p["name"] == "delivery"
+    assert p["runtime"]["name"] == "python"
+    assert p["runtime"]["options"]["virtualenv"] == ".venv"
+
+
+def test_declared_config_uses_types_pulumi_accepts():
+    for key, decl in project()["config"].items():
+        assert decl["type"] in SIMPLE_TYPES, key
+        assert decl.get("description"), f"{key} has no description"
+        if decl["type"] == "array":
+            assert decl["items"]["type"] in SIMPLE_TYPES - {"array"}, key
+        assert set(decl) <= {"type", "items", "description", "secret", "default"}, key
+
+
+def test_every_key_the_program_reads_is_declared(monkeypatch):
+    declared = set(project()["config"]) | structured_keys()
+    missing = keys_read_by_the_program(monkeypatch) - declared
+    assert not missing, f"read by the program but not declared in Pulumi.yaml: {sorted(missing)}"
+
+
+def test_no_key_is_declared_that_the_program_does_not_read(monkeypatch):
+    declared = set(project()["config"]) | structured_keys()
+    unused = declared - keys_read_by_the_program(monkeypatch)
+    assert not unused, f"declared in Pulumi.yaml but never read: {sorted(unused)}"
+
+
+def test_secret_keys_are_declared_secret():
+    config = project()["config"]
+    for key in PRODUCTION_SECRETS:
+        if key in config:
+            assert config[key].get("secret") is True, key
+
+
+def test_every_key_is_documented(monkeypatch):
+    docs = (ROOT / "README.md").read_text() + "".join(p.read_text() for p in (ROOT / "docs").glob("*.md"))
+    undocumented = [k for k in keys_read_by_the_program(monkeypatch) if f"`{k}`" not in docs]
+    assert not undocumented, f"keys without documentation: {sorted(undocumented)}"
+
+
+@pytest.mark.parametrize("stack", ["production", "staging"])
+def test_stack_file_holds_only_plain_keys_of_this_project(stack):
+    settings = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    secret = {k for k, d in project()["config"].items() if d.get("secret")}
+    for key, value in settings["config"].items():
+        namespace, name = key.split(":", 1)
+        assert namespace == "delivery", key
+        assert name not in secret, f"{key} is a secret: set it with --secret, do not commit it"
+        assert not (isinstance(value, dict) and "secure" in value), key
+
+
+@pytest.mark.parametrize("stack", ["production", "staging"])
+def test_stack_file_evaluates_with_its_secrets_set(stack):
+    settings = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    config = {k.split(":", 1)[1]: v for k, v in settings.items()}
+    secrets = {k: v for k, v in (production_config() if stack == "production" else staging_config()).items() if k in PRODUCTION_SECRETS}
+    config.update(secrets)
+    kwargs = {"stack_outputs": {PRODUCTION_STACK: production_outputs()}} if stack == "staging" else {}
+    run = run_stack(config, secrets=tuple(secrets), stack=stack, **kwargs)
+    assert run.of_type("pulumi:providers:docker")
