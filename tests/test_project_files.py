@@ -102,3 +102,21 @@ def test_stack_file_evaluates_with_its_secrets_set(stack):
     kwargs = {"stack_outputs": {PRODUCTION_STACK: production_outputs()}} if stack == "staging" else {}
     run = run_stack(config, secrets=tuple(secrets), stack=stack, **kwargs)
     assert run.of_type("pulumi:providers:docker")
+
+
+def test_every_stack_output_is_documented_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    contract = readme.split("## Stack outputs", 1)[1].split("\n## ", 1)[0]
+    production = run_stack(production_config(), secrets=PRODUCTION_SECRETS)
+    staging = run_stack(staging_config(), secrets=PRODUCTION_SECRETS, stack="staging", stack_outputs={PRODUCTION_STACK: production_outputs()})
+    undocumented = sorted(k for k in set(production.outputs) | set(staging.outputs) if f"| `{k}` |" not in contract)
+    assert not undocumented, f"outputs missing from the README's contract: {undocumented}"
+
+
+def test_secret_outputs_are_documented_as_secret():
+    readme = (ROOT / "README.md").read_text()
+    contract = readme.split("## Stack outputs", 1)[1].split("\n## ", 1)[0]
+    production = run_stack(production_config(), secrets=PRODUCTION_SECRETS)
+    for key in production.secret_outputs:
+        rows = [l for l in contract.splitlines() if l.startswith(f"| `{key}` |")]
+        assert rows and all("**yes**" in r for r in rows), key
