@@ -14,7 +14,6 @@ GitLab listens for plain HTTP on 80, its registry on 5005 and SSH on 22 (publish
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -24,7 +23,7 @@ import pulumi_docker as docker
 from .config import HostConfig
 from .config.services import GitLabSettings, Hostnames
 from .host_files import install_files
-from .remote_script import FileSpec
+from .remote_script import FileSpec, sha256
 
 IMAGE = "gitlab/gitlab-ce"
 CONTAINER_NAME = "gitlab"
@@ -153,10 +152,6 @@ def render_root_password_rb(password: str) -> str:
     )
 
 
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class GitLabServerArgs:
     host: HostConfig
@@ -265,7 +260,7 @@ class GitLabServer(pulumi.ComponentResource):
             ),
             labels=[
                 docker.ContainerLabelArgs(label="delivery.managed-by", value="pulumi"),
-                docker.ContainerLabelArgs(label=CONFIG_HASH_LABEL, value=sha256_text(gitlab_rb)),
+                docker.ContainerLabelArgs(label=CONFIG_HASH_LABEL, value=sha256(gitlab_rb)),
             ],
             stop_timeout=120,
             destroy_grace_seconds=120,

@@ -19,7 +19,6 @@ everything on Production and Services is routed by the file provider.
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -32,7 +31,7 @@ from .config.services import Hostnames, ProductionApp, TraefikSettings
 from .docker_ca import TlsBundle
 from .gitlab_server import GitLabUpstream
 from .host_files import Ensure, install_files
-from .remote_script import FileSpec
+from .remote_script import FileSpec, sha256
 
 IMAGE = "traefik"
 CONTAINER_NAME = "traefik"
@@ -316,14 +315,6 @@ def to_yaml(data: dict[str, Any]) -> str:
     )
 
 
-def sha256_text(*parts: str) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p.encode())
-        h.update(b"\0")
-    return h.hexdigest()
-
-
 @dataclass(frozen=True)
 class TraefikArgs:
     host: HostConfig
@@ -410,7 +401,7 @@ class Traefik(pulumi.ComponentResource):
 
         # What only a restart applies: the static config and the client certificate files.
         restart_hash = pulumi.Output.all(args.docker_ca_cert_pem, client.cert_pem).apply(
-            lambda pems: sha256_text(static_yaml, *pems)
+            lambda pems: sha256(static_yaml, *pems)
         )
         image = docker.RemoteImage(
             f"{name}-image", name=f"{IMAGE}:{s.version}", keep_locally=True, opts=pulumi.ResourceOptions(parent=self)

@@ -3,13 +3,13 @@ seed's gitlab.rb, one test per group), volumes, health check, root password, pro
 
 from __future__ import annotations
 
-import hashlib
 
 import pytest
 
 from conftest import GITLAB_ROOT_PASSWORD, PRODUCTION_SECRETS, production_config, run_stack
 from service_files import bundle, container_labels, container_volumes, production
 
+from components.remote_script import sha256
 from components.config.services import Hostnames
 from components.gitlab_server import (
     CONFIG_HASH_LABEL,
@@ -191,7 +191,7 @@ def test_container_spec_shm_restart_health_env_hostname():
 def test_container_label_carries_the_gitlab_rb_hash_so_a_change_reconfigures():
     run = production()
     labels = container_labels(run.named("gitlab-server-container"))
-    assert labels[CONFIG_HASH_LABEL] == hashlib.sha256(sent_gitlab_rb(run).encode()).hexdigest()
+    assert labels[CONFIG_HASH_LABEL] == sha256(sent_gitlab_rb(run))
     other = container_labels(production(timezone="Asia/Tokyo").named("gitlab-server-container"))
     assert other[CONFIG_HASH_LABEL] != labels[CONFIG_HASH_LABEL]
 
