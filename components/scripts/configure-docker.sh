@@ -8,8 +8,12 @@
 #
 # Every file is validated first, then written atomically (temp file in the same
 # directory, then rename). When nothing changed and Docker runs, nothing happens.
-# When Docker does not come back with the new configuration, the previous files
-# are restored, Docker is started again with them and the step fails.
+# Refused before anything is touched (Docker keeps running as it is): a daemon.json
+# that `dockerd --validate` rejects (Docker >= 23; Debian's 20.10 has no --validate)
+# and a tcp:// listener on an address no interface of this host has (any version).
+# When Docker does not come back with the new configuration for another reason (the
+# port is taken, ...), the previous files are restored, Docker is started again with
+# them and the step fails.
 set -euo pipefail
 umask 077
 
@@ -41,6 +45,25 @@ if [ -f "$work/etc/docker/daemon.json" ]; then
   fi
 fi
 
+# dockerd cannot start when a tcp:// listener's address is not on this host ("bind: cannot
+# assign requested address"), and --validate does not check that: check it here.
+# (daemon.json is the program's own rendering: one "tcp://ADDR:PORT" or "tcp://[ADDR]:PORT"
+# string per listener.)
+if [ -f "$work/etc/docker/daemon.json" ] && command -v ip >/dev/null; then
+  mapfile -t have < <(ip -o addr show | awk '{ sub(/\/.*/, "", $4); print $4 }')
+  while read -r addr; do
+    [ -n "$addr" ] || continue
+    case $addr in 0.0.0.0|::) continue ;; esac
+    found=
+    for a in "${have[@]}"; do [ "$a" != "$addr" ] || found=1; done
+    if [ -z "$found" ]; then
+      echo "daemon.json listens on $addr, an address this host does not have (it has: ${have[*]}); nothing was changed" >&2
+      exit 1
+    fi
+  done < <(grep -oE '"tcp://[^"]+"' "$work/etc/docker/daemon.json" \
+    | sed -E 's#^"tcp://##; s#"$##; s#:[0-9]+$##; s#^\[(.*)\]$#\1#')
+fi
+
 changed=()
 for rel in "${files[@]}"; do
   mode=$(stat -c %a "$work/$rel")
@@ -68,10 +91,11 @@ for rel in "${changed[@]}"; do
   mv -f "$tmp" "$dest"
 done
 
+# usage: docker_up UNIT...  (restarts the units, then waits for the API on the unix socket)
 docker_up() {
   systemctl daemon-reload
-  systemctl reset-failed docker.service >/dev/null 2>&1 || true
-  systemctl restart docker.service || return 1
+  systemctl reset-failed "$@" >/dev/null 2>&1 || true
+  systemctl restart "$@" || return 1
   local _
   for _ in $(seq 1 60); do
     if docker info --format '{{.ServerVersion}}' >/dev/null 2>&1; then return 0; fi
@@ -80,13 +104,16 @@ docker_up() {
   return 1
 }
 
-if docker_up; then
+if docker_up docker.service; then
   echo "changed: ${changed[*]}; docker restarted"
   exit 0
 fi
 
 echo "docker did not start with the new configuration (${changed[*]}); restoring the previous one" >&2
 journalctl -u docker.service --no-pager -n 20 >&2 2>/dev/null || true
+# Restart=on-failure may start dockerd again meanwhile: stop it, so that no dockerd runs
+# with a mix of new and previous files, or with a unit definition older than the files.
+systemctl stop docker.service >/dev/null 2>&1 || true
 for rel in "${changed[@]}"; do
   if [ -e "$backup/$rel" ]; then
     cp -a "$backup/$rel" "/$rel.delivery-restore"
@@ -95,7 +122,13 @@ for rel in "${changed[@]}"; do
     rm -f "/$rel"
   fi
 done
-if docker_up; then
+# A dockerd that listened on unix:///var/run/docker.sock itself deletes that path when it
+# stops, also when docker.socket had created it: restart the socket unit with the service,
+# so that the path exists again when the previous configuration is the package's own
+# (`dockerd -H fd://`, socket-activated, no daemon.json of ours).
+units=(docker.service)
+if systemctl cat docker.socket >/dev/null 2>&1; then units=(docker.socket docker.service); fi
+if docker_up "${units[@]}"; then
   echo "docker runs again with the previous configuration" >&2
 else
   echo "docker does not start with the previous configuration either" >&2

@@ -16,7 +16,8 @@ export DEBIAN_FRONTEND=noninteractive
 apt_get() { apt-get -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confold -qq "$@"; }
 
 installed_version() {
-  dpkg-query -W -f='${Status} ${Version}\n' "$1" 2>/dev/null | awk '$3 == "installed" { print $4 }'
+  # dpkg-query exits 1 for a package it has never seen: not an error here (pipefail).
+  { dpkg-query -W -f='${Status} ${Version}\n' "$1" 2>/dev/null || true; } | awk '$3 == "installed" { print $4 }'
 }
 
 # True when a Debian version string (e.g. 5:29.2.0-1~debian.12~bookworm) is the
