@@ -8,8 +8,15 @@ remote commands really run on that host over SSH: the first run bootstraps the b
 second runs every command again on the converged host (idempotent scripts should find nothing
 to do). Each figure is the wall time of one whole program run.
 
+    python scripts/measure_bootstrap.py                    # the real program (default)
     python scripts/measure_bootstrap.py --program MODULE:FUNCTION
-    python scripts/measure_bootstrap.py --demo          # self-test of this script
+    python scripts/measure_bootstrap.py --demo             # self-test of this script
+
+By default the program is the project's own: `components.stack.build(load_stack_config())`
+with the e2e stack config (tests/e2e/platform_program.py: a production stack with one
+all-in-one host, `dockerPackage: docker.io`, Europe/Volgograd), under PlatformMocks (RealMocks
+that keep TLS keys and certificates between the two runs, as Pulumi's state does). The
+converged re-run must report `unchanged` for every step; the script fails otherwise.
 
 FUNCTION(host) declares the resources; ``host`` is a tests.e2e.conftest.DisposableHost
 (``host.connection()`` gives remote.ConnectionArgs keywords with the pinned host key,
@@ -80,14 +87,30 @@ def _run_once(program, host, label: str) -> tuple[float, RealMocks]:
     return elapsed, mocks
 
 
+def _measure_platform(host) -> tuple[float, list, float, list]:
+    """The project's program, twice (first bootstrap, converged re-run)."""
+    from e2e.platform_program import prepare_host, run_program
+
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    prepare_host(host)
+    tls_state: dict = {}
+    first = run_program(host, tls_state, log=log)
+    print(f"[measure] first bootstrap: {first.elapsed:.1f}s over {len(first.mocks.runs)} remote commands", file=sys.stderr)
+    again = run_program(host, tls_state, log=log)
+    print(f"[measure] converged re-run: {again.elapsed:.1f}s over {len(again.mocks.runs)} remote commands", file=sys.stderr)
+    changed = [r.name for r in again.mocks.runs if not r.stdout.splitlines()[-1].startswith("unchanged")]
+    if changed:
+        raise SystemExit(f"the re-run is not converged: {changed} reported changes")
+    return first.elapsed, first.mocks.runs, again.elapsed, again.mocks.runs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    group = parser.add_mutually_exclusive_group(required=True)
+    group = parser.add_mutually_exclusive_group()
     group.add_argument("--program", help="MODULE:FUNCTION that declares the resources for a host")
     group.add_argument("--demo", action="store_true", help="measure a tiny built-in program")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    program = _demo_program if args.demo else _load(args.program)
 
     import subprocess
 
@@ -98,26 +121,34 @@ def main(argv: list[str] | None = None) -> int:
         ).stdout.split()[-1]
         host = start_host(daemon, image, name_prefix="delivery-e2e-measure")
         try:
-            first, m1 = _run_once(program, host, "first bootstrap")
-            again, m2 = _run_once(program, host, "converged re-run")
+            if args.demo or args.program:
+                program = _demo_program if args.demo else _load(args.program)
+                first, m1 = _run_once(program, host, "first bootstrap")
+                again, m2 = _run_once(program, host, "converged re-run")
+                runs1, runs2 = m1.runs, m2.runs
+            else:
+                first, runs1, again, runs2 = _measure_platform(host)
         finally:
             stop_host(daemon, host.container, host.volume)
     finally:
         daemon.stop(only_if_started=True)
 
     figures = {
+        "program": "demo" if args.demo else (args.program or "components.stack:build"),
         "first_bootstrap_s": round(first, 2),
         "converged_rerun_s": round(again, 2),
         "ratio_first_to_rerun": round(first / again, 1) if again > 0 else None,
-        "slowest_first": sorted(((r.name, round(r.elapsed, 2)) for r in m1.runs), key=lambda x: -x[1])[:5],
-        "slowest_rerun": sorted(((r.name, round(r.elapsed, 2)) for r in m2.runs), key=lambda x: -x[1])[:5],
+        "slowest_first": sorted(((r.name, round(r.elapsed, 2)) for r in runs1), key=lambda x: -x[1])[:5],
+        "slowest_rerun": sorted(((r.name, round(r.elapsed, 2)) for r in runs2), key=lambda x: -x[1])[:5],
     }
     if args.json:
         print(json.dumps(figures, indent=2))
     else:
+        print(f"program: {figures['program']} ({len(runs1)} remote commands per run)")
         print(f"first bootstrap:  {figures['first_bootstrap_s']:8.1f} s")
         print(f"converged re-run: {figures['converged_rerun_s']:8.1f} s")
         print(f"ratio (first / re-run): {figures['ratio_first_to_rerun']}")
+        print("slowest steps, first run: " + ", ".join(f"{n} {t:.1f}s" for n, t in figures["slowest_first"]))
     return 0
 
 
