@@ -89,10 +89,9 @@ def _run_once(program, host, label: str) -> tuple[float, RealMocks]:
 
 def _measure_platform(host) -> tuple[float, list, float, list]:
     """The project's program, twice (first bootstrap, converged re-run)."""
-    from e2e.platform_program import prepare_host, run_program
+    from e2e.platform_program import run_program
 
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    prepare_host(host)
     tls_state: dict = {}
     first = run_program(host, tls_state, log=log)
     print(f"[measure] first bootstrap: {first.elapsed:.1f}s over {len(first.mocks.runs)} remote commands", file=sys.stderr)

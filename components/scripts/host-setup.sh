@@ -10,8 +10,8 @@ changes=()
 
 if [ ! -e "/usr/share/zoneinfo/$tz" ]; then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get -o DPkg::Lock::Timeout=300 -qq update
-  apt-get -o DPkg::Lock::Timeout=300 -qq install tzdata
+  apt-get -o DPkg::Lock::Timeout=300 -qq update >&2
+  apt-get -o DPkg::Lock::Timeout=300 -qq install tzdata >&2
 fi
 if [ ! -f "/usr/share/zoneinfo/$tz" ]; then
   echo "unknown time zone '$tz' (no /usr/share/zoneinfo/$tz)" >&2

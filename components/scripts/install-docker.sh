@@ -13,7 +13,8 @@ version=${2:-}
 docker_key_fingerprint=9DC858229FC7DD38854AE2D88D81803C0EBFCD88
 
 export DEBIAN_FRONTEND=noninteractive
-apt_get() { apt-get -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confold -qq "$@"; }
+# apt and dpkg talk on stderr: stdout (kept in the Pulumi state) is the one summary line.
+apt_get() { apt-get -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confold -qq "$@" >&2; }
 
 installed_version() {
   # dpkg-query exits 1 for a package it has never seen: not an error here (pipefail).

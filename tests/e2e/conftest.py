@@ -219,6 +219,9 @@ def start_host(daemon: PrivateDockerd, image: str, name_prefix: str = "delivery-
         "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
         # nested dockerd needs keyctl/unshare etc. that the default seccomp profile refuses
         "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+        # /proc/sys writable as on a server: with "userland-proxy": false the nested dockerd
+        # sets net.ipv4.conf.docker0.route_localnet
+        "--security-opt", "systempaths=unconfined",
         "--cgroupns", "host", "--volume", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
         "--tmpfs", "/run", "--tmpfs", "/run/lock",
         "--volume", f"{volume}:/var/lib/docker",

@@ -13,7 +13,6 @@ a disposable host, for tests/e2e/test_docker_host_e2e.py and scripts/measure_boo
   all; running it again is the stronger check: every script must find nothing to do).
   `docker:index/remoteImage:RemoteImage` gets an image id, as the provider would return it;
   the docker resources themselves are not exercised.
-* `prepare_host(host)`: what the container lacks compared with a server (see the function).
 """
 
 from __future__ import annotations
@@ -164,15 +163,3 @@ class _ExpectedFailureNotRetrieved(logging.Filter):
 if not any(isinstance(f, _ExpectedFailureNotRetrieved) for f in logging.getLogger("asyncio").filters):
     logging.getLogger("asyncio").addFilter(_ExpectedFailureNotRetrieved())
 
-
-def prepare_host(host: DisposableHost) -> None:
-    """Make /proc/sys writable in the host container, as it is on a server.
-
-    Docker mounts /proc/sys read-only in its containers; the nested dockerd then cannot set
-    net.ipv4.conf.docker0.route_localnet, which it needs with `"userland-proxy": false` (the
-    program's daemon.json): "Error creating default "bridge" network: Unable to enable local
-    routing for hairpin mode: ... read-only file system". The host container has all
-    capabilities and no seccomp/AppArmor confinement already, so a remount is allowed.
-    (`docker run --security-opt systempaths=unconfined` in the harness would do the same.)
-    """
-    host.exec("grep -q ' /proc/sys proc rw' /proc/mounts || mount -o remount,rw /proc/sys")

@@ -30,7 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from components.layout import ROLE_DIRECTORIES
 
 from .conftest import DisposableHost, start_host, stop_host
-from .platform_program import ALL_IN_ONE_ROLES, HOST_NAME, TIMEZONE, prepare_host, run_program, stack_config
+from .platform_program import ALL_IN_ONE_ROLES, HOST_NAME, TIMEZONE, run_program, stack_config
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +53,6 @@ def _log(msg: str) -> None:
 def platform_host(e2e_dockerd, e2e_image):
     """A disposable host of this module's own (the session host stays bare for test_harness)."""
     host = start_host(e2e_dockerd, e2e_image, name_prefix="delivery-e2e-platform")
-    prepare_host(host)
     yield host
     if os.environ.get("DELIVERY_E2E_KEEP") == "1":
         _log(f"DELIVERY_E2E_KEEP=1: leaving {host.container} running (ssh 127.0.0.1:{host.ssh_port})")
