@@ -490,6 +490,10 @@ def check_labels_against_traefik(labels: dict[str, str], static_config: dict, *,
         if resolver and resolver not in (static_config.get("certificatesResolvers") or {}):
             problems.append(f"router {name}: certresolver {resolver} unknown")
         known = list(certificate_domains)
+        # Certificates requested by routers of the file provider (tls.domains) are in the store too.
+        for file_router in ((dynamic_config or {}).get("http") or {}).get("routers", {}).values():
+            for domain in (file_router.get("tls") or {}).get("domains", []) or []:
+                known += [domain.get("main", "")] + list(domain.get("sans", []) or [])
         for ep in eps:
             for domain in ((entry_points.get(ep) or {}).get("http", {}).get("tls", {}) or {}).get("domains", []) or []:
                 known += [domain.get("main", "")] + list(domain.get("sans", []) or [])
@@ -615,3 +619,64 @@ def test_broken_labels_are_caught(rendered, jobs, stubs, case):
     labels[f"traefik.http.routers.{name}.{key}"] = value
     assert check_labels_against_contract(labels, REVIEW_DOMAIN)
     assert check_labels_against_traefik(labels, contract_static_config(), dynamic_config=CONTRACT_DYNAMIC)
+
+
+# --------------------------------------------------------------------------------------------
+# The template against the Traefik this program really renders (both wildcard methods)
+# --------------------------------------------------------------------------------------------
+
+PROGRAM_DOMAIN = "company.ru"  # the example stack's domain (tests/conftest.py)
+PROGRAM_STAGING = "192.168.88.3"  # its reviewAppsDaemon address; never contacted
+
+
+def program_traefik(method: str) -> tuple[dict, dict, list[str]]:
+    """Traefik's static config, merged dynamic config and file-provider certificate domains,
+    as the production stack sends them to the Traefik host."""
+    import service_files as sf
+
+    overrides = {} if method == "traefik" else {
+        "wildcardMethod": "dnsrobocert", "dnsProvider": "yandex", "dnsCredentials": {"auth_token": "MOCK-dns-token-0123456789"},
+    }
+    run = sf.production(**overrides)
+    files = sf.bundle(run.named("traefik-files"))
+    static = yaml.safe_load(files["/srv/traefik/traefik.yml"][1])
+    dynamic: dict = {}
+    for path, (_, text) in sorted(files.items()):
+        if path.startswith("/srv/traefik/dynamic/"):
+            for section, content in (yaml.safe_load(text) or {}).items():
+                for kind, entries in content.items():
+                    merged = dynamic.setdefault(section, {}).setdefault(kind, {} if isinstance(entries, dict) else [])
+                    merged.update(entries) if isinstance(entries, dict) else merged.extend(entries)
+    certificate_domains: list[str] = []
+    if dynamic.get("tls", {}).get("certificates"):
+        # The files come from dnsrobocert: the domains are those of its rendered config.yml.
+        wildcard_files = sf.bundle(run.named("wildcard-certificate-files"))
+        for cert in yaml.safe_load(wildcard_files["/srv/letsencrypt-dns/config/config.yml"][1])["certificates"]:
+            certificate_domains += cert["domains"]
+        assert certificate_domains, "dnsrobocert's config.yml was not found in the graph"
+    return static, dynamic, certificate_domains
+
+
+@pytest.fixture(scope="module")
+def program_rendered() -> dict:
+    return render({"review_domain": contract.review_domain_for(PROGRAM_DOMAIN)})
+
+
+@pytest.mark.parametrize("method", ["traefik", "dnsrobocert"])
+def test_template_labels_are_served_by_the_programs_traefik(program_rendered, stubs, method):
+    static, dynamic, certificate_domains = program_traefik(method)
+    env = ci.predefined("push", "feature/login-form", protected=False, STAGING_HOST_ADDRESS=PROGRAM_STAGING)
+    labels, argv, *_ = deploy_labels(program_rendered, ci.jobs_of(program_rendered), stubs, env)
+    problems = check_labels_against_traefik(labels, static, dynamic_config=dynamic, certificate_domains=certificate_domains)
+    assert problems == []
+    # The container publishes its port on the very daemon Traefik watches.
+    assert static["providers"]["docker"]["endpoint"] == f"tcp://{PROGRAM_STAGING}:2376"
+    assert any(a.startswith(f"{PROGRAM_STAGING}::") for a in argv), argv
+
+
+def test_programs_traefik_without_the_wildcard_certificate_is_caught(program_rendered, stubs):
+    static, dynamic, _ = program_traefik("traefik")
+    del dynamic["http"]["routers"]["wildcard-certificate"]
+    env = ci.predefined("push", "feature/login-form", protected=False, STAGING_HOST_ADDRESS=PROGRAM_STAGING)
+    labels, *_ = deploy_labels(program_rendered, ci.jobs_of(program_rendered), stubs, env)
+    assert any("no certificate" in p for p in check_labels_against_traefik(labels, static, dynamic_config=dynamic))
