@@ -23,10 +23,17 @@ def variable(run: StackRun, key: str) -> Registration:
     return found[0]
 
 
-def test_default_variables_are_dns_token_email_and_timezone():
+def test_default_variables_are_dns_token_email_timezone_and_the_review_host():
     run = production()
     keys = sorted(r.plain["key"] for r in run.of_type(VARIABLE))
-    assert keys == ["DNS_PROVIDER_API_TOKEN", "LETSENCRYPT_EMAIL", "TZ"], keys
+    assert keys == ["DNS_PROVIDER_API_TOKEN", "LETSENCRYPT_EMAIL", "STAGING_HOST_ADDRESS", "TZ"], keys
+
+
+def test_review_host_variable_is_the_daemon_traefik_watches():
+    """The review-app template publishes containers on $STAGING_HOST_ADDRESS."""
+    r = variable(production(), "STAGING_HOST_ADDRESS")
+    assert r.plain["value"] == "192.168.88.3", r.urn
+    assert not r.secret("value") and r.plain["masked"] is False, r.urn
 
 
 def test_variables_belong_to_the_configured_project():

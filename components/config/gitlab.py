@@ -343,6 +343,12 @@ def _parse_ci(r: ConfigReader, platform: Optional[PlatformConfig], services: Opt
     variables: dict[str, CiVariable] = {}
     if platform is not None:
         variables["TZ"] = CiVariable("TZ", platform.timezone, secret=False, masked=False, protected=False, environment_scope=scope)
+        review = platform.review_daemon
+        if review is not None:
+            # The review-app template publishes containers on this address (templates/review-app.yml).
+            variables["STAGING_HOST_ADDRESS"] = CiVariable(
+                "STAGING_HOST_ADDRESS", review.address, secret=False, masked=False, protected=False, environment_scope=scope
+            )
     if email is not None:
         variables["LETSENCRYPT_EMAIL"] = CiVariable("LETSENCRYPT_EMAIL", email, secret=False, masked=False, protected=False, environment_scope=scope)
     if dns_token is not None:
