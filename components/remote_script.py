@@ -8,6 +8,7 @@ sshd and ends up in error text).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import shlex
@@ -67,8 +68,6 @@ class FileSpec:
 
 def tar_base64(files: list[FileSpec]) -> str:
     """A deterministic base64 tar of `files` (paths relative to /, root-owned, mtime 0)."""
-    import base64
-
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for f in sorted(files, key=lambda f: f.path):

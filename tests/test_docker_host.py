@@ -189,8 +189,6 @@ def test_one_docker_provider_per_host_with_mutual_tls(production_run: StackRun):
 def test_provider_endpoint_is_unknown_until_the_daemon_is_configured():
     """On a fresh stack's preview the provider gets no host, so it does not dial a daemon
     that does not exist yet."""
-    from contract import ContractMocks  # noqa: F401 - the run below goes through it too
-
     from conftest import PlatformMocks
 
     class FreshPreview(PlatformMocks):

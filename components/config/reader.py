@@ -39,9 +39,7 @@ class ConfigReader:
         return f"{self.project}:{key}"
 
     def error(self, path: str, message: str) -> None:
-        entry = f"{self.full(path)}: {message}"
-        if entry not in self.errors:  # two sections may check the same shared key
-            self.errors.append(entry)
+        self.errors.append(f"{self.full(path)}: {message}")
 
     def raw(self, key: str) -> Optional[str]:
         """The raw string value of a key, without the SDK's secret warning."""
@@ -60,9 +58,6 @@ class ConfigReader:
                 "(structured values with `--path`); see README.md, 'Configuration'."
             )
 
-    def _plain(self, key: str) -> Optional[str]:
-        return self.raw(key)
-
     # -- scalars ----------------------------------------------------------
     def string(
         self,
@@ -74,7 +69,7 @@ class ConfigReader:
         expected: str = "a string",
         choices: Optional[Iterable[str]] = None,
     ) -> Optional[str]:
-        value = self._plain(key)
+        value = self.raw(key)
         if value is None or value == "":
             if required:
                 self.error(key, f"missing; expected {expected}")
@@ -90,7 +85,7 @@ class ConfigReader:
         minimum: Optional[int] = None,
         maximum: Optional[int] = None,
     ) -> Optional[int]:
-        value = self._plain(key)
+        value = self.raw(key)
         if value is None or value == "":
             if required:
                 self.error(key, "missing; expected an integer")
@@ -102,7 +97,7 @@ class ConfigReader:
         return check_int(self, key, parsed, minimum=minimum, maximum=maximum)
 
     def boolean(self, key: str, *, default: bool) -> bool:
-        value = self._plain(key)
+        value = self.raw(key)
         if value is None or value == "":
             return default
         if value.lower() in ("true", "false"):
@@ -112,7 +107,7 @@ class ConfigReader:
 
     def structured(self, key: str, *, required: bool = False, expected: str) -> Any:
         """A JSON value (object or array) set with `pulumi config set --path`."""
-        value = self._plain(key)
+        value = self.raw(key)
         if value is None or value == "":
             if required:
                 self.error(key, f"missing; expected {expected}")
