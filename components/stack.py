@@ -7,7 +7,7 @@ from typing import Any, Union
 import pulumi
 
 from .config import StackConfig
-from .docker_ca import (
+from .host.docker_ca import (
     CA_CERT_OUTPUT,
     DELEGATED_SERVERS_OUTPUT,
     OPERATOR_CLIENT_OUTPUT,
@@ -16,10 +16,10 @@ from .docker_ca import (
     DockerCaReference,
     ServerIdentity,
 )
-from .docker_host import DockerHost, DockerHostArgs
-from .gitlab_integration import build_gitlab
-from .layout import directories_for
-from .platform_services import build_services
+from .host.docker_host import DockerHost, DockerHostArgs
+from .gitlab.integration import build_gitlab
+from .host.layout import directories_for
+from .services.platform_services import build_services
 
 
 def build(cfg: StackConfig) -> dict[str, Any]:

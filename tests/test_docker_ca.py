@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import StackRun
 
-from components.docker_ca import CA_USES, CLIENT_USES, SERVER_USES
+from components.host.docker_ca import CA_USES, CLIENT_USES, SERVER_USES
 
 LSC = "tls:index/locallySignedCert:LocallySignedCert"
 CSR = "tls:index/certRequest:CertRequest"

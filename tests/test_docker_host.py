@@ -14,7 +14,7 @@ import pytest
 from conftest import PRODUCTION_SECRETS, ROOT, StackRun, production_config, run_stack
 
 from components.config import DockerEngineConfig, HostConfig
-from components.docker_host import daemon_config, systemd_drop_in
+from components.host.docker_host import daemon_config, systemd_drop_in
 
 CMD = "command:remote:Command"
 SCHEMAS = ROOT.parent / "shared" / "schemas"

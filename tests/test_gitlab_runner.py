@@ -281,7 +281,7 @@ def test_runner_token_as_api_token_is_rejected_without_echoing_it():
 
 
 # -- write-runner-config.sh, run for real (in a private mount namespace over a temp /srv) -------------------
-SCRIPT = ROOT / "components" / "scripts" / "write-runner-config.sh"
+SCRIPT = ROOT / "components" / "gitlab" / "scripts" / "write-runner-config.sh"
 DEST = "/srv/gitlab-runner/config/config.toml"
 
 
@@ -305,7 +305,7 @@ def write_config(srv: Path, content: str) -> subprocess.CompletedProcess:
 
 def rendered(token: str, concurrent: int = 20) -> str:
     from components.config.gitlab import DEFAULT_RUNNERS
-    from components.gitlab_runner import render_config
+    from components.gitlab.gitlab_runner import render_config
 
     settings = DEFAULT_RUNNERS["staging-runner"]
     settings = type(settings)(**{**settings.__dict__, "concurrent": concurrent})

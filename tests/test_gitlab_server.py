@@ -9,9 +9,9 @@ import pytest
 from conftest import GITLAB_ROOT_PASSWORD, PRODUCTION_SECRETS, production_config, run_stack
 from service_files import bundle, container_labels, container_volumes, production
 
-from components.remote_script import sha256
+from components.host.remote_script import sha256
 from components.config.services import Hostnames
-from components.gitlab_server import (
+from components.services.gitlab_server import (
     CONFIG_HASH_LABEL,
     GITLAB_RB,
     PROXY_HEADERS,

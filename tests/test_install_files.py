@@ -12,10 +12,10 @@ import pytest
 from conftest import ROOT
 from tools import require_tool
 
-from components.host_files import Ensure, install_args
-from components.remote_script import FileSpec, tar_base64
+from components.host.host_files import Ensure, install_args
+from components.host.remote_script import FileSpec, tar_base64
 
-SCRIPT = ROOT / "components" / "scripts" / "install-files.sh"
+SCRIPT = ROOT / "components" / "host" / "scripts" / "install-files.sh"
 
 
 @pytest.fixture

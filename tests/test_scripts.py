@@ -12,9 +12,9 @@ from conftest import ROOT
 from tools import require_tool
 
 from components.config import DockerEngineConfig
-from components.docker_host import DROP_IN, systemd_drop_in
+from components.host.docker_host import DROP_IN, systemd_drop_in
 
-SCRIPTS = sorted((ROOT / "components" / "scripts").glob("*.sh"))
+SCRIPTS = sorted((ROOT / "components").glob("*/scripts/*.sh"))
 
 
 def test_there_are_scripts_to_check():

@@ -22,7 +22,7 @@ from service_files import (
 )
 
 from components.config.services import Hostnames, ProductionApp, WildcardSettings
-from components.traefik import (
+from components.services.traefik import (
     DASHBOARD_FILE,
     MOZILLA_INTERMEDIATE_CIPHERS,
     ROUTES_FILE,
@@ -35,8 +35,8 @@ from components.traefik import (
     dynamic_config,
     static_config,
 )
-from components.gitlab_server import GitLabUpstream
-from components.wildcard_certificate import dnsrobocert_dynamic, traefik_dynamic, traefik_resolvers
+from components.services.gitlab_server import GitLabUpstream
+from components.services.wildcard_certificate import dnsrobocert_dynamic, traefik_dynamic, traefik_resolvers
 
 HOSTNAMES = Hostnames("company.ru")
 

@@ -22,9 +22,9 @@ from service_files import (
     yaml_file,
 )
 
-from components.traefik import RELOAD_STAMP, ROUTES_FILE, STATIC_FILE
+from components.services.traefik import RELOAD_STAMP, ROUTES_FILE, STATIC_FILE
 
-HOOK = ROOT / "components" / "scripts" / "dnsrobocert-deploy-hook.sh"
+HOOK = ROOT / "components" / "services" / "scripts" / "dnsrobocert-deploy-hook.sh"
 DNSROBOCERT_CREDENTIALS = {"auth_token": "mock-lexicon-token-93Fa"}
 
 

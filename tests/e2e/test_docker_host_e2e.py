@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from components.layout import ROLE_DIRECTORIES
+from components.host.layout import ROLE_DIRECTORIES
 
 from .conftest import DisposableHost, start_host, stop_host
 from .platform_program import ALL_IN_ONE_ROLES, HOST_NAME, TIMEZONE, run_program, stack_config

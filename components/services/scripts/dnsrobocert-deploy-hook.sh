@@ -8,7 +8,7 @@
 # makes Traefik's file provider reload, which re-reads the certificate files: the new
 # certificate is served without a restart and without manual copying.
 #
-# Mounts (components/wildcard_certificate.py): /traefik/certs is /srv/traefik/certs/wildcard,
+# Mounts (components/services/wildcard_certificate.py): /traefik/certs is /srv/traefik/certs/wildcard,
 # /traefik/reload.stamp is /srv/traefik/dynamic/wildcard-reload.stamp.
 set -euo pipefail
 

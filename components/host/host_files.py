@@ -16,10 +16,10 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_command as command
 
-from .config import HostConfig
-from .remote_script import FileSpec, run_script, tar_base64
+from ..config import HostConfig
+from .remote_script import SCRIPTS, FileSpec, run_script, tar_base64
 
-SCRIPT = "install-files.sh"
+SCRIPT = SCRIPTS / "install-files.sh"
 
 
 @dataclass(frozen=True)

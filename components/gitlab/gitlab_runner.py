@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import pulumi
@@ -29,10 +30,11 @@ import pulumi_docker as docker
 import pulumi_gitlab as gitlab
 import tomli_w
 
-from .config import HostConfig
-from .config.gitlab import RunnerScope, RunnerSettings
-from .remote_script import run_script
+from ..config import HostConfig
+from ..config.gitlab import RunnerScope, RunnerSettings
+from ..host.remote_script import run_script
 
+SCRIPTS = Path(__file__).parent / "scripts"
 CONFIG_DIR = "/srv/gitlab-runner/config"
 CONFIG_PATH = f"{CONFIG_DIR}/config.toml"
 CONFIG_MODE = 0o600
@@ -164,7 +166,7 @@ class GitLabRunner(pulumi.ComponentResource):
             f"{name}-config",
             host=args.host,
             private_key=args.ssh_private_key,
-            script="write-runner-config.sh",
+            script=SCRIPTS / "write-runner-config.sh",
             args=(CONFIG_PATH,),
             stdin=config_toml,
             parent=self,

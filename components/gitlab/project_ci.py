@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_gitlab as gitlab
 
-from .config.gitlab import CiVariable
+from ..config.gitlab import CiVariable
 
 
 @dataclass(frozen=True)

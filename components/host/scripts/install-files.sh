@@ -2,7 +2,7 @@
 # Install a bundle of service files under /srv. Idempotent and atomic.
 #
 # usage: base64 TAR | install-files.sh [ensure=PATH:MODE]... [prune=DIR]... [remove=PATH]...
-#   stdin: a base64-encoded tar of files relative to / (components/remote_script.py,
+#   stdin: a base64-encoded tar of files relative to / (components/host/remote_script.py,
 #          tar_base64), each with the mode it must have; every file is owned by root:root
 #          on the host. Empty stdin is fine when only ensure/prune/remove are asked for.
 #   ensure=PATH:MODE  create PATH empty with MODE when it is missing, else only set its

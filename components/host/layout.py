@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .config import HostConfig
+from ..config import HostConfig
 from .docker_host import Directory
 
 #: Folders per role; stateful data of container <c> of project <p> lives in /srv/<p>/<c>/.

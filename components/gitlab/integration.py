@@ -14,10 +14,10 @@ from typing import Any, Mapping, Optional, Sequence
 import pulumi
 import pulumi_gitlab as gitlab
 
-from .config import PlatformConfig
-from .config.gitlab import TOKEN_COMMAND, GitLabConfig, api_base_url
-from .docker_ca import DockerCaReference
-from .docker_host import DockerHost
+from ..config import PlatformConfig
+from ..config.gitlab import TOKEN_COMMAND, GitLabConfig, api_base_url
+from ..host.docker_ca import DockerCaReference
+from ..host.docker_host import DockerHost
 from .gitlab_runner import GitLabRunner, GitLabRunnerArgs
 from .project_ci import ProjectCi, ProjectCiArgs
 

@@ -20,10 +20,10 @@ from typing import Any, Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from .config import HostConfig
-from .config.services import GitLabSettings, Hostnames
-from .host_files import install_files
-from .remote_script import FileSpec, sha256
+from ..config import HostConfig
+from ..config.services import GitLabSettings, Hostnames
+from ..host.host_files import install_files
+from ..host.remote_script import FileSpec, sha256
 
 IMAGE = "gitlab/gitlab-ce"
 CONTAINER_NAME = "gitlab"
@@ -138,7 +138,7 @@ def render_setting(s: Setting) -> str:
 
 def render_gitlab_rb(settings: Sequence[Setting]) -> str:
     header = [
-        "# Managed by Pulumi (delivery platform, components/gitlab_server.py).",
+        "# Managed by Pulumi (delivery platform, components/services/gitlab_server.py).",
         "# Change the stack config, not this file: it is rewritten on `pulumi up`.",
     ]
     return "\n".join(header + [render_setting(s) for s in settings]) + "\n"

@@ -20,18 +20,16 @@ from typing import Optional
 import pulumi
 import pulumi_command as command
 
-from .config import HostConfig
+from ..config import HostConfig
 
+#: The host mechanisms' own scripts; every package keeps its scripts in its own scripts/ folder.
 SCRIPTS = Path(__file__).parent / "scripts"
 
 
-def script_text(name: str) -> str:
-    return (SCRIPTS / name).read_text()
-
-
-def script_command(name: str, *args: str, user: str = "root") -> str:
-    """The `create` string that runs scripts/<name> with `args` under bash as root."""
-    parts = ["bash", "-c", shlex.quote(script_text(name)), shlex.quote(name), *(shlex.quote(a) for a in args)]
+def script_command(script: Path, *args: str, user: str = "root") -> str:
+    """The `create` string that runs `script` (a .sh file next to its component) with `args`
+    under bash as root; the script's file name is its $0."""
+    parts = ["bash", "-c", shlex.quote(script.read_text()), shlex.quote(script.name), *(shlex.quote(a) for a in args)]
     line = " ".join(parts)
     return line if user == "root" else f"sudo -n {line}"
 
@@ -87,13 +85,13 @@ def run_script(
     *,
     host: HostConfig,
     private_key: pulumi.Input[str],
-    script: str,
+    script: Path,
     args: tuple[str, ...] = (),
     stdin: Optional[pulumi.Input[str]] = None,
     parent: pulumi.Resource,
     depends_on: Optional[list[pulumi.Resource]] = None,
 ) -> command.remote.Command:
-    """A remote.Command that runs scripts/<script> on `host`, re-run whenever the script,
+    """A remote.Command that runs `script` on `host`, re-run whenever the script,
     its arguments or its stdin change (the trigger carries their hash)."""
     create = script_command(script, *args, user=host.user)
     stdin_out = pulumi.Output.from_input(stdin) if stdin is not None else pulumi.Output.from_input("")

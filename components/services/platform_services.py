@@ -9,9 +9,9 @@ from typing import Any, Mapping, Optional, Union
 import pulumi
 import pulumi_docker as docker
 
-from .config import StackConfig
-from .docker_ca import DockerCa, DockerCaReference
-from .docker_host import DockerHost
+from ..config import StackConfig
+from ..host.docker_ca import DockerCa, DockerCaReference
+from ..host.docker_host import DockerHost
 from .gitlab_server import GitLabServer, GitLabServerArgs, GitLabUpstream
 from .traefik import Traefik, TraefikArgs
 from .wildcard_certificate import WildcardCertificate, WildcardCertificateArgs

@@ -26,12 +26,12 @@ import pulumi
 import pulumi_docker as docker
 import yaml
 
-from .config import DaemonIdentity, HostConfig
-from .config.services import Hostnames, ProductionApp, TraefikSettings
-from .docker_ca import TlsBundle
+from ..config import DaemonIdentity, HostConfig
+from ..config.services import Hostnames, ProductionApp, TraefikSettings
+from ..host.docker_ca import TlsBundle
 from .gitlab_server import GitLabUpstream
-from .host_files import Ensure, install_files
-from .remote_script import FileSpec, sha256
+from ..host.host_files import Ensure, install_files
+from ..host.remote_script import FileSpec, sha256
 
 IMAGE = "traefik"
 CONTAINER_NAME = "traefik"
@@ -310,7 +310,7 @@ def dashboard_users(text: str) -> list[str]:
 
 
 def to_yaml(data: dict[str, Any]) -> str:
-    return "# Managed by Pulumi (delivery platform, components/traefik.py); do not edit.\n" + yaml.safe_dump(
+    return "# Managed by Pulumi (delivery platform, components/services/traefik.py); do not edit.\n" + yaml.safe_dump(
         data, sort_keys=False, default_flow_style=False
     )
 

@@ -28,10 +28,10 @@ import pulumi
 import pulumi_docker as docker
 import yaml
 
-from .config import HostConfig
-from .config.services import Hostnames, WildcardSettings
-from .host_files import Ensure, install_files
-from .remote_script import FileSpec
+from ..config import HostConfig
+from ..config.services import Hostnames, WildcardSettings
+from ..host.host_files import Ensure, install_files
+from ..host.remote_script import FileSpec
 from .traefik import (
     IN_CERTS,
     IN_SECRETS,

@@ -20,9 +20,9 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
-from .config import DockerEngineConfig, HostConfig
+from ..config import DockerEngineConfig, HostConfig
 from .docker_ca import TlsBundle
-from .remote_script import FileSpec, run_script, tar_base64
+from .remote_script import SCRIPTS, FileSpec, run_script, tar_base64
 
 TLS_DIR = "/etc/docker/tls"
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -110,7 +110,7 @@ class DockerHost(pulumi.ComponentResource):
                 f"{name}-{suffix}",
                 host=host,
                 private_key=args.ssh_private_key,
-                script=script,
+                script=SCRIPTS / script,
                 args=cmd_args,
                 stdin=stdin,
                 parent=self,
