@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from .dockerd import DockerdError, PrivateDockerd, missing_prerequisites
+from .dockerd import pid_alive
 from .real_mocks import RemoteCommandError
 
 HERE = Path(__file__).resolve().parent
@@ -150,7 +151,8 @@ def e2e_dockerd() -> PrivateDockerd:
         pytest.fail(f"e2e prerequisite missing: private dockerd did not start: {e}", pytrace=False)
     _log(f"private dockerd {'started' if daemon.started_here else 'reused'} in {time.monotonic() - t0:.1f}s ({daemon.host})")
     # Hosts left behind by an interrupted session (the daemon outlives it when .ci/run owns it).
-    stale = daemon.docker("ps", "-aq", "--filter", "label=delivery-e2e=host", check=False).stdout.split()
+    # Hosts of another live session (several checkouts may test at once) are left alone.
+    stale = [cid for cid, owner in host_owners(daemon) if owner is None or not pid_alive(owner)]
     for cid in stale:
         vols = daemon.docker(
             "inspect", "-f", '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}', cid, check=False
@@ -161,7 +163,28 @@ def e2e_dockerd() -> PrivateDockerd:
     if stale:
         _log(f"removed {len(stale)} stale disposable host(s)")
     yield daemon
+    others = [cid for cid, owner in host_owners(daemon) if owner is not None and owner != os.getpid() and pid_alive(owner)]
+    if others:
+        _log(f"leaving the private dockerd running: {len(others)} host(s) of another live session use it")
+        return
     daemon.stop(only_if_started=True)
+
+
+#: Label of every disposable host: the pid of the test session that owns it.
+OWNER_LABEL = "delivery-e2e.owner-pid"
+
+
+def host_owners(daemon: PrivateDockerd) -> list[tuple[str, int | None]]:
+    """(container id, owner pid or None) of every disposable host on the daemon."""
+    out = daemon.docker(
+        "ps", "-a", "--filter", "label=delivery-e2e=host", "--format", '{{.ID}} {{.Label "' + OWNER_LABEL + '"}}',
+        check=False,
+    ).stdout
+    owners = []
+    for line in out.splitlines():
+        cid, _, owner = line.partition(" ")
+        owners.append((cid, int(owner) if owner.strip().isdigit() else None))
+    return owners
 
 
 @pytest.fixture(scope="session")
@@ -170,8 +193,12 @@ def e2e_image(e2e_dockerd: PrivateDockerd) -> str:
     _require(BUILD_IMAGE.exists(), f"{BUILD_IMAGE} is missing")
     _require(bool(shutil.which("debootstrap")) or _cached_tarball_exists(), "debootstrap (apt-get install debootstrap)")
     t0 = time.monotonic()
+    # flock: another checkout testing at the same time builds or imports the same image.
+    lock = Path(os.environ.get("DELIVERY_E2E_STATE", "/var/lib/delivery-e2e")) / "build-image.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
-        ["bash", str(BUILD_IMAGE)], env=e2e_dockerd.env(), capture_output=True, text=True, timeout=1500
+        ["flock", "--timeout", "1500", str(lock), "bash", str(BUILD_IMAGE)],
+        env=e2e_dockerd.env(), capture_output=True, text=True, timeout=1600,
     )
     if proc.returncode != 0:
         pytest.fail(f"build-image.sh exited {proc.returncode}:\n{proc.stderr[-4000:]}", pytrace=False)
@@ -227,7 +254,7 @@ def start_host(daemon: PrivateDockerd, image: str, name_prefix: str = "delivery-
         "--volume", f"{volume}:/var/lib/docker",
         "--stop-signal", "SIGRTMIN+3", "--stop-timeout", "20",
         "--publish", "127.0.0.1::22", "--publish", "127.0.0.1::2376",
-        "--label", "delivery-e2e=host",
+        "--label", "delivery-e2e=host", "--label", f"{OWNER_LABEL}={os.getpid()}",
         image,
     )  # fmt: skip
     host = None

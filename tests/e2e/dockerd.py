@@ -66,7 +66,7 @@ def _ping(sock_path: Path, timeout: float = 2.0) -> bool:
     return head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0] and body.strip() == b"OK"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -232,7 +232,7 @@ class PrivateDockerd:
 
     def _start_containerd(self, deadline: float) -> None:
         pid = _read_pid(self.containerd_pidfile)
-        if pid and _pid_alive(pid) and self.containerd_sock.exists():
+        if pid and pid_alive(pid) and self.containerd_sock.exists():
             return
         config = self.run_dir / "containerd.toml"
         config.write_text(
@@ -291,16 +291,16 @@ class PrivateDockerd:
             return
         for pidfile in (self.dockerd_pidfile, self.run_dir / "dockerd.spawn.pid", self.containerd_pidfile):
             pid = _read_pid(pidfile)
-            if pid and _pid_alive(pid):
+            if pid and pid_alive(pid):
                 os.kill(pid, signal.SIGTERM)
                 end = time.monotonic() + timeout / 2
-                while _pid_alive(pid) and time.monotonic() < end:
+                while pid_alive(pid) and time.monotonic() < end:
                     try:  # reap it if it is our child
                         os.waitpid(pid, os.WNOHANG)
                     except ChildProcessError:
                         pass
                     time.sleep(0.2)
-                if _pid_alive(pid):
+                if pid_alive(pid):
                     os.kill(pid, signal.SIGKILL)
             pidfile.unlink(missing_ok=True)
         if Path(f"/sys/class/net/{self.bridge}").exists():
