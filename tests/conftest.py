@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -125,6 +126,12 @@ class Registration:
         return is_secret_value(self.inputs.get(key))
 
 
+#: The RegisterResource request being handled on this thread: mocks that need a resource's
+#: options (delete_before_replace, replacement_trigger, ...) read them here; the SDK calls
+#: Mocks.new_resource synchronously inside MockMonitor.RegisterResource.
+CURRENT_REGISTRATION = threading.local()
+
+
 class RecordingMonitor(MockMonitor):
     """The SDK's mock monitor, also recording what each registration asked for."""
 
@@ -133,7 +140,11 @@ class RecordingMonitor(MockMonitor):
         self.registrations: list[Registration] = []
 
     def RegisterResource(self, request):  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
+        CURRENT_REGISTRATION.request = request
+        try:
+            response = super().RegisterResource(request)
+        finally:
+            CURRENT_REGISTRATION.request = None
         if request.type != "pulumi:pulumi:Stack":
             self.registrations.append(
                 Registration(

@@ -31,7 +31,7 @@ def errors_of(config: dict[str, Any], **kwargs) -> str:
 def test_example_config_parses_with_pinned_defaults():
     s = load(production_config()).services
     assert s.gitlab.version == "18.5.1-ce.0" and s.gitlab.shm_size_mb == 256
-    assert s.traefik.version == "v3.6.1" and s.traefik.acme_staging is False
+    assert s.traefik.version == "v3.6.15" and s.traefik.acme_staging is False
     assert s.wildcard.method == "traefik" and s.wildcard.dnsrobocert_version == "3.26.1"
     assert s.hostnames.wildcard_domain == "dev.company.ru"
     assert [a.name for a in s.traefik.production_apps] == ["demo"]

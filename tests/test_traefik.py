@@ -326,7 +326,7 @@ def test_container_runs_the_pinned_image_on_the_traefik_host():
     run = production()
     image = run.named("traefik-image")
     container = run.named("traefik-container")
-    assert image.plain["name"] == "traefik:v3.6.1"
+    assert image.plain["name"] == "traefik:v3.6.15"
     assert container.plain["image"].startswith("sha256:"), f"{container.urn}: use RemoteImage.image_id"
     assert container.provider.startswith(run.named("production-docker").urn), container.urn
     assert container.plain["name"] == "traefik" and container.delete_before_replace

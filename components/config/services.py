@@ -32,7 +32,7 @@ GITLAB_MIN_ROOT_PASSWORD = 8
 TRAEFIK_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
 #: Docker Engine 29 needs API 1.44; Traefik talks to it from 3.6.1 on.
 MIN_TRAEFIK_VERSION = (3, 6, 1)
-DEFAULT_TRAEFIK_VERSION = "v3.6.1"
+DEFAULT_TRAEFIK_VERSION = "v3.6.15"
 
 DNSROBOCERT_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 DEFAULT_DNSROBOCERT_VERSION = "3.26.1"
@@ -139,7 +139,7 @@ def traefik_tag(version: str) -> str:
 
 
 def _traefik_version(r: ConfigReader) -> Optional[str]:
-    value = r.string("traefikVersion", default=DEFAULT_TRAEFIK_VERSION, pattern=TRAEFIK_VERSION, expected="a Traefik version such as v3.6.1")
+    value = r.string("traefikVersion", default=DEFAULT_TRAEFIK_VERSION, pattern=TRAEFIK_VERSION, expected="a Traefik version such as v3.6.15")
     if value is None:
         return None
     m = TRAEFIK_VERSION.match(value)

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Build the disposable host image: a bare Debian bookworm server made by debootstrap
-# (systemd as PID 1, openssh-server, root login by key only, no Docker), imported into the
-# harness's private Docker daemon.
+# Build an image of the harness from a debootstrapped Debian bookworm, imported into the
+# harness's private Docker daemon. Two flavors (first argument, default "host"):
+#
+#   host     the disposable host: a bare server (systemd as PID 1, openssh-server, root login
+#            by key only, no Docker)
+#   standin  the base of the stand-in service images (tests/e2e/images/): python3, curl,
+#            wget, ca-certificates, tzdata; no init, no sshd
 #
 # The image tag carries a hash of this script, so a changed script builds a new image. The
 # rootfs tarball is cached under $DELIVERY_E2E_CACHE (default /var/cache/delivery-e2e) and
@@ -20,11 +24,16 @@
 # the harness runs the container with --stop-signal SIGRTMIN+3, systemd's halt signal.)
 set -euo pipefail
 
+flavor="${1:-host}"
+case "$flavor" in
+    host|standin) ;;
+    *) printf 'usage: build-image.sh [host|standin]\n' >&2; exit 2 ;;
+esac
 script_path="$(readlink -f "${BASH_SOURCE[0]}")"
 hash="$(sha256sum "$script_path" | cut -c1-12)"
-image="delivery-e2e/bookworm-host:${hash}"
+image="delivery-e2e/bookworm-${flavor}:${hash}"
 cache="${DELIVERY_E2E_CACHE:-/var/cache/delivery-e2e}"
-tarball="${cache}/bookworm-host-${hash}.tar"
+tarball="${cache}/bookworm-${flavor}-${hash}.tar"
 docker_bin="${DOCKER:-/usr/bin/docker}"
 
 log() { printf '[build-image] %s\n' "$*" >&2; }
@@ -66,12 +75,16 @@ mirror="${mirror:-http://deb.debian.org/debian}"
 security_mirror="${DELIVERY_E2E_SECURITY_MIRROR:-$(machine_uri bookworm-security | head -n1)}"
 security_mirror="${security_mirror:-http://deb.debian.org/debian-security}"
 
-packages=(
-    systemd systemd-sysv dbus libpam-systemd
-    openssh-server
-    ca-certificates curl gnupg apt-utils
-    iproute2 procps tzdata less
-)
+if [ "$flavor" = host ]; then
+    packages=(
+        systemd systemd-sysv dbus libpam-systemd
+        openssh-server
+        ca-certificates curl gnupg apt-utils
+        iproute2 procps tzdata less
+    )
+else
+    packages=(python3 ca-certificates curl wget procps tzdata)
+fi
 
 if [ -s "$tarball" ]; then
     log "reusing cached rootfs ${tarball}"
@@ -110,38 +123,40 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
 
-    # sshd: root by key only; no passwords anywhere.
-    cat >"${rootfs}/etc/ssh/sshd_config.d/10-delivery-e2e.conf" <<'EOF'
+    if [ "$flavor" = host ]; then
+        # sshd: root by key only; no passwords anywhere.
+        cat >"${rootfs}/etc/ssh/sshd_config.d/10-delivery-e2e.conf" <<'EOF'
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UseDNS no
 EOF
-    # Host keys are made on each host's first boot, not baked into the image.
-    rm -f "${rootfs}"/etc/ssh/ssh_host_*
-    mkdir -p "${rootfs}/etc/systemd/system/ssh.service.d"
-    cat >"${rootfs}/etc/systemd/system/ssh.service.d/10-host-keys.conf" <<'EOF'
+        # Host keys are made on each host's first boot, not baked into the image.
+        rm -f "${rootfs}"/etc/ssh/ssh_host_*
+        mkdir -p "${rootfs}/etc/systemd/system/ssh.service.d"
+        cat >"${rootfs}/etc/systemd/system/ssh.service.d/10-host-keys.conf" <<'EOF'
 [Service]
 ExecStartPre=
 ExecStartPre=/usr/bin/ssh-keygen -A
 ExecStartPre=/usr/sbin/sshd -t
 EOF
-    ln -sf /lib/systemd/system/ssh.service "${rootfs}/etc/systemd/system/multi-user.target.wants/ssh.service"
-    install -d -m 0700 "${rootfs}/root/.ssh"
-    passwd_field="$(awk -F: '$1 == "root" { print $2 }' "${rootfs}/etc/shadow")"
-    case "$passwd_field" in '*'|'!'*|'') ;; *) log "root has a password in the image"; exit 1 ;; esac
+        ln -sf /lib/systemd/system/ssh.service "${rootfs}/etc/systemd/system/multi-user.target.wants/ssh.service"
+        install -d -m 0700 "${rootfs}/root/.ssh"
+        passwd_field="$(awk -F: '$1 == "root" { print $2 }' "${rootfs}/etc/shadow")"
+        case "$passwd_field" in '*'|'!'*|'') ;; *) log "root has a password in the image"; exit 1 ;; esac
 
-    # A fresh machine id per container (systemd makes one at boot when the file is empty).
-    : >"${rootfs}/etc/machine-id"
-    rm -f "${rootfs}/var/lib/dbus/machine-id"
-    # Units that have no meaning in a container and only fail there.
-    for unit in getty@tty1.service console-getty.service systemd-firstboot.service \
-                systemd-remount-fs.service; do
-        ln -sf /dev/null "${rootfs}/etc/systemd/system/${unit}"
-    done
-    echo "delivery-e2e-host" >"${rootfs}/etc/hostname"
+        # A fresh machine id per container (systemd makes one at boot when the file is empty).
+        : >"${rootfs}/etc/machine-id"
+        rm -f "${rootfs}/var/lib/dbus/machine-id"
+        # Units that have no meaning in a container and only fail there.
+        for unit in getty@tty1.service console-getty.service systemd-firstboot.service \
+                    systemd-remount-fs.service; do
+            ln -sf /dev/null "${rootfs}/etc/systemd/system/${unit}"
+        done
+        echo "delivery-e2e-host" >"${rootfs}/etc/hostname"
+    fi
 
-    # A bare server: no package lists or .debs left over.
+    # No package lists or .debs left over.
     chroot "$rootfs" apt-get clean
     rm -rf "${rootfs}"/var/lib/apt/lists/* "${rootfs}"/var/cache/apt/*.bin "${rootfs}"/tmp/* \
            "${rootfs}"/var/log/*.log
@@ -154,17 +169,18 @@ EOF
     tar --numeric-owner --xattrs --acls -C "$rootfs" -cf "${tarball}.part" .
     mv "${tarball}.part" "$tarball"
     # Tarballs of older versions of this script are of no further use.
-    find "$cache" -maxdepth 1 -name 'bookworm-host-*.tar' ! -name "${tarball##*/}" -delete
+    find "$cache" -maxdepth 1 -name "bookworm-${flavor}-*.tar" ! -name "${tarball##*/}" -delete
 fi
 
 log "importing ${tarball} as ${image}"
-"$docker_bin" import \
-    --change 'CMD ["/sbin/init"]' \
-    --change 'ENV container=docker' \
-    --message "delivery-e2e disposable host ${hash}" \
-    "$tarball" "$image" >&2
+if [ "$flavor" = host ]; then
+    changes=(--change 'CMD ["/sbin/init"]' --change 'ENV container=docker')
+else
+    changes=(--change 'CMD ["/bin/bash"]')
+fi
+"$docker_bin" import "${changes[@]}" --message "delivery-e2e ${flavor} image ${hash}" "$tarball" "$image" >&2
 # Images of older versions of this script are of no further use either.
-"$docker_bin" image ls --format '{{.Repository}}:{{.Tag}}' delivery-e2e/bookworm-host \
+"$docker_bin" image ls --format '{{.Repository}}:{{.Tag}}' "delivery-e2e/bookworm-${flavor}" \
     | { grep -vxF "$image" || true; } | while read -r old; do
         "$docker_bin" image rm "$old" >/dev/null 2>&1 || log "could not remove ${old} (in use?)"
     done

@@ -85,6 +85,8 @@ class DisposableHost:
     host_key: str  # the host's "ssh-ed25519 AAAA..." (pin it in ConnectionArgs.host_key)
     host_keys: dict[str, str]  # every host key by type ("ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa")
     daemon: PrivateDockerd
+    ip: str = ""  # the host's address on the harness's bridge (how other hosts reach it)
+    published: dict[int, int] = field(default_factory=dict)  # host port -> port on 127.0.0.1
     ssh_host: str = "127.0.0.1"
     user: str = "root"
     timings: dict[str, float] = field(default_factory=dict)
@@ -163,10 +165,8 @@ def e2e_dockerd() -> PrivateDockerd:
     if stale:
         _log(f"removed {len(stale)} stale disposable host(s)")
     yield daemon
-    others = [cid for cid, owner in host_owners(daemon) if owner is not None and owner != os.getpid() and pid_alive(owner)]
-    if others:
-        _log(f"leaving the private dockerd running: {len(others)} host(s) of another live session use it")
-        return
+    if daemon.other_leases():
+        _log("leaving the private dockerd running: another live session uses it")
     daemon.stop(only_if_started=True)
 
 
@@ -227,8 +227,15 @@ def _wait(what: str, probe: Callable[[], bool], timeout: float, interval: float 
     raise TimeoutError(f"{what} not ready after {timeout:.0f}s")
 
 
-def start_host(daemon: PrivateDockerd, image: str, name_prefix: str = "delivery-e2e-host") -> DisposableHost:
-    """Run one disposable host; the caller must call ``stop_host``."""
+def start_host(
+    daemon: PrivateDockerd,
+    image: str,
+    name_prefix: str = "delivery-e2e-host",
+    publish: tuple[int, ...] = (),
+    hostname: str = "delivery-e2e-host",
+) -> DisposableHost:
+    """Run one disposable host; the caller must call ``stop_host``. Ports 22 and 2376, and
+    every port of ``publish``, are published on 127.0.0.1 (``host.published``)."""
     suffix = uuid.uuid4().hex[:8]
     container, volume = f"{name_prefix}-{suffix}", f"{name_prefix}-{suffix}-docker"
     timings: dict[str, float] = {}
@@ -242,7 +249,7 @@ def start_host(daemon: PrivateDockerd, image: str, name_prefix: str = "delivery-
 
     daemon.docker("volume", "create", volume)
     daemon.docker(
-        "run", "--detach", "--name", container, "--hostname", "delivery-e2e-host",
+        "run", "--detach", "--name", container, "--hostname", hostname,
         "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
         # nested dockerd needs keyctl/unshare etc. that the default seccomp profile refuses
         "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
@@ -253,14 +260,15 @@ def start_host(daemon: PrivateDockerd, image: str, name_prefix: str = "delivery-
         "--tmpfs", "/run", "--tmpfs", "/run/lock",
         "--volume", f"{volume}:/var/lib/docker",
         "--stop-signal", "SIGRTMIN+3", "--stop-timeout", "20",
-        "--publish", "127.0.0.1::22", "--publish", "127.0.0.1::2376",
+        *(a for p in (22, 2376, *publish) for a in ("--publish", f"127.0.0.1::{p}")),
         "--label", "delivery-e2e=host", "--label", f"{OWNER_LABEL}={os.getpid()}",
         image,
     )  # fmt: skip
     host = None
     try:
-        ssh_port = _published_port(daemon, container, 22)
-        docker_port = _published_port(daemon, container, 2376)
+        published = {p: _published_port(daemon, container, p) for p in (22, 2376, *publish)}
+        ssh_port, docker_port = published[22], published[2376]
+        ip = daemon.docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container).stdout.strip()
 
         def systemd_up() -> bool:
             p = daemon.docker("exec", container, "systemctl", "is-system-running", check=False, timeout=30)
@@ -288,6 +296,8 @@ def start_host(daemon: PrivateDockerd, image: str, name_prefix: str = "delivery-
             host_key=host_keys["ssh-ed25519"],
             host_keys=host_keys,
             daemon=daemon,
+            ip=ip,
+            published=published,
             timings=timings,
         )
 

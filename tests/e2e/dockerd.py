@@ -179,9 +179,31 @@ class PrivateDockerd:
         return _ping(self.sock)
 
     # --- lifecycle ---------------------------------------------------------------------------
+    # --- leases: several test sessions (checkouts) may share the daemon ---------------------
+    @property
+    def lease_dir(self) -> Path:
+        return self.run_dir / "leases"
+
+    def _take_lease(self) -> None:
+        self.lease_dir.mkdir(parents=True, exist_ok=True)
+        (self.lease_dir / str(os.getpid())).write_text(f"{os.getpid()}\n")
+
+    def other_leases(self) -> list[int]:
+        """Pids of other live sessions using this daemon (stale leases are removed)."""
+        live = []
+        for lease in self.lease_dir.glob("*") if self.lease_dir.exists() else []:
+            pid = int(lease.name) if lease.name.isdigit() else None
+            if pid is None or not pid_alive(pid):
+                lease.unlink(missing_ok=True)
+            elif pid != os.getpid():
+                live.append(pid)
+        return live
+
     def start(self, timeout: float = 90) -> "PrivateDockerd":
-        """Start containerd and dockerd unless the daemon already answers; wait (bounded)."""
+        """Start containerd and dockerd unless the daemon already answers; wait (bounded).
+        Either way this session takes a lease, so that no other session stops the daemon under it."""
         if self.running():
+            self._take_lease()
             return self
         missing = missing_prerequisites()
         if missing:
@@ -192,6 +214,7 @@ class PrivateDockerd:
         self._start_containerd(deadline=time.monotonic() + timeout / 2)
         self._start_dockerd(deadline=time.monotonic() + timeout / 2)
         self.started_here = True
+        self._take_lease()
         return self
 
     def _ensure_bridge(self) -> None:
@@ -286,9 +309,13 @@ class PrivateDockerd:
         raise DockerdError(f"dockerd did not answer on {self.sock} in time; see {self.log_dir / 'dockerd.log'}")
 
     def stop(self, timeout: float = 60, only_if_started: bool = False) -> None:
-        """Stop dockerd then containerd (TERM, then KILL after the timeout); remove the bridge."""
-        if only_if_started and not self.started_here:
-            return
+        """Stop dockerd then containerd (TERM, then KILL after the timeout); remove the bridge.
+        With ``only_if_started``, this session's lease is released, and the daemon is stopped only
+        when this session started it and no other live session holds a lease."""
+        if only_if_started:
+            (self.lease_dir / str(os.getpid())).unlink(missing_ok=True)
+            if not self.started_here or self.other_leases():
+                return
         for pidfile in (self.dockerd_pidfile, self.run_dir / "dockerd.spawn.pid", self.containerd_pidfile):
             pid = _read_pid(pidfile)
             if pid and pid_alive(pid):

@@ -173,8 +173,12 @@ def run_remote(
     environment: Mapping[str, str] | None = None,
     timeout: float = 1800,
     host_key_algorithms: str = "pinned",
+    dial: Callable[[str, int], tuple[str, int]] | None = None,
 ) -> tuple[int, str, str]:
-    """Run ``command`` over SSH as pulumi-command does; return (exit code, stdout, stderr) untrimmed."""
+    """Run ``command`` over SSH as pulumi-command does; return (exit code, stdout, stderr) untrimmed.
+
+    ``dial`` maps the connection's (host, port) to the address actually dialed (the harness
+    publishes every host's ports on 127.0.0.1); the host key is verified all the same."""
     if connection.get("proxy"):
         raise RemoteCommandError("RealMocks does not implement connection.proxy")
     host = connection["host"]
@@ -198,8 +202,10 @@ def run_remote(
     else:
         raise ValueError(f"host_key_algorithms must be 'pinned' or 'go-default', not {host_key_algorithms!r}")
 
-    def dial() -> paramiko.Transport:
-        sock = socket.create_connection((host, port), timeout=per_dial)
+    target = dial(host, port) if dial else (host, port)
+
+    def connect() -> paramiko.Transport:
+        sock = socket.create_connection(target, timeout=per_dial)
         t = paramiko.Transport(sock)
         t.banner_timeout = t.handshake_timeout = t.auth_timeout = per_dial
         opts = t.get_security_options()
@@ -227,7 +233,7 @@ def run_remote(
     last_error: Exception | None = None
     for attempt in range(dial_limit + 1):
         try:
-            transport = dial()
+            transport = connect()
             break
         except RemoteCommandError:
             raise
@@ -644,7 +650,9 @@ class RealMocks(pulumi.runtime.Mocks):
         command_timeout: float = 1800,
         host_key_algorithms: str = "pinned",
         log: Callable[[str], None] | None = None,
+        dial: Callable[[str, int], tuple[str, int]] | None = None,
     ):
+        self.dial = dial
         self.stack_outputs = dict(stack_outputs or {})
         self.secret_output_names = dict(secret_output_names or {})
         self.calls = dict(calls or {})
@@ -720,6 +728,7 @@ class RealMocks(pulumi.runtime.Mocks):
                 environment=env,
                 timeout=self.command_timeout,
                 host_key_algorithms=self.host_key_algorithms,
+                dial=self.dial,
             )
         except (OSError, paramiko.SSHException, socket.timeout) as e:
             raise RemoteCommandError(f"{name}: {e}") from e
