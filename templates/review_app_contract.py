@@ -5,7 +5,13 @@ the template's labels against these constants, and against a rendered Traefik st
 (``check_labels_against_traefik``): when the Traefik component renders its config, point that
 check at the real dict. The Traefik component may import this module too.
 
-Traefik v3 runs on Production; its Docker provider watches Staging's daemon over mutual TLS.
+Two Traefik v3 instances run on Production (docs/services.md, "Two Traefik instances"):
+
+* the edge (public :443) ends TLS with the wildcard certificate and forwards exactly the hosts
+  <one label>.<REVIEW_SUBDOMAIN>.<domain> to the review instance; no label changes the edge;
+* the review instance's Docker provider watches Staging's daemon over mutual TLS; it has one
+  plain-HTTP entrypoint (REVIEW_ENTRYPOINT) and no file provider, no API, no TLS.
+
 A review app is served when its container on Staging carries the labels below and publishes
 its port on Staging's address (Traefik uses the bound host IP and port: useBindPortIP).
 """
@@ -14,13 +20,17 @@ from __future__ import annotations
 
 import re
 
-# --- Traefik static config (entryPoints) -----------------------------------------------------
+# --- The edge's static config (entryPoints) --------------------------------------------------
 ENTRYPOINT_WEB = "web"  # :80, redirects to websecure (https)
-ENTRYPOINT_WEBSECURE = "websecure"  # :443, TLS
+ENTRYPOINT_WEBSECURE = "websecure"  # :443, TLS: where review hosts arrive
 ENTRYPOINT_ADDRESSES = {ENTRYPOINT_WEB: ":80", ENTRYPOINT_WEBSECURE: ":443"}
 
-# The entrypoint review routers use (the template's input `traefik_entrypoint` default).
-REVIEW_ENTRYPOINT = ENTRYPOINT_WEBSECURE
+# --- The review instance's static config -----------------------------------------------------
+# Its only entrypoint, plain HTTP on the internal network (the template's input
+# `traefik_entrypoint` default). TLS ends at the edge: review routers set no tls.
+REVIEW_ENTRYPOINT = "review"
+REVIEW_ENTRYPOINT_ADDRESS = ":80"
+REVIEW_CONTAINER = "traefik-review"  # the edge forwards review hosts to http://traefik-review:80
 
 # --- Traefik static config (providers.docker) ------------------------------------------------
 DOCKER_PROVIDER_EXPOSED_BY_DEFAULT = False  # so every review container needs traefik.enable=true
@@ -30,14 +40,13 @@ DOCKER_ENDPOINT_PORT = 2376
 DOCKER_PROVIDER_TLS_KEYS = ("ca", "cert", "key")  # mutual TLS: CA + Traefik's client cert
 
 # --- Certificates and middlewares ------------------------------------------------------------
-# Review hosts are <one label>.<REVIEW_SUBDOMAIN>.<domain>; the wildcard certificate
-# "*.<REVIEW_SUBDOMAIN>.<domain>" is in Traefik's store (ACME DNS-01 or file provider), so a
-# review router only sets tls=true (no certresolver).
+# Review hosts are <one label>.<REVIEW_SUBDOMAIN>.<domain>; the edge serves them with the
+# wildcard certificate "*.<REVIEW_SUBDOMAIN>.<domain>" (ACME DNS-01 or a delivered file) and
+# adds the security headers itself.
 REVIEW_SUBDOMAIN = "dev"
-ROUTER_TLS = "true"
-# Middleware review routers use (the template's input `middlewares` default); it lives in the
-# dynamic config rendered by the file provider.
-REVIEW_MIDDLEWARES = ("security-headers@file",)
+# Middlewares review routers use (the template's input `middlewares` default): none. The review
+# instance has no file provider; a router may use middlewares its own labels define (@docker).
+REVIEW_MIDDLEWARES: tuple[str, ...] = ()
 
 # --- Labels the template sets ----------------------------------------------------------------
 LABEL_ENABLE = "traefik.enable"

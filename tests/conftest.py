@@ -8,6 +8,7 @@ their secret flags, options) and every stack output with its secret flag.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -48,6 +49,28 @@ def unwrap(v: Any) -> Any:
 
 def fake_pem(kind: str, name: str) -> str:
     return f"-----BEGIN {kind}-----\nMOCK{name}\n-----END {kind}-----\n"
+
+
+@functools.lru_cache(maxsize=None)
+def ca_certificate_pem(name: str) -> str:
+    """A real self-signed CA certificate (PEM) named `name`, for config values that are parsed."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 class PlatformMocks(pulumi.runtime.Mocks):
@@ -321,13 +344,24 @@ def production_outputs() -> dict[str, Any]:
     """What the production stack exports for the staging stack (as the mocks return it)."""
     return {
         "dockerCaCertPem": fake_pem("CERTIFICATE", "ca"),
+        "dockerStagingCaCertPem": fake_pem("CERTIFICATE", "staging-ca"),
         "operatorClient": {
-            "caPem": fake_pem("CERTIFICATE", "ca"),
+            "caPem": fake_pem("CERTIFICATE", "ca") + fake_pem("CERTIFICATE", "staging-ca"),
             "certPem": fake_pem("CERTIFICATE", "operator"),
             "keyPem": fake_pem("EC PRIVATE KEY", "operator"),
         },
         "delegatedDockerServers": {
-            "staging": {"certPem": fake_pem("CERTIFICATE", "staging"), "keyPem": fake_pem("EC PRIVATE KEY", "staging")}
+            "staging": {
+                "certPem": fake_pem("CERTIFICATE", "staging"),
+                "keyPem": fake_pem("EC PRIVATE KEY", "staging"),
+                "caPem": fake_pem("CERTIFICATE", "staging-ca"),
+                "trustPem": fake_pem("CERTIFICATE", "ca") + fake_pem("CERTIFICATE", "staging-ca"),
+                "client": {
+                    "certPem": fake_pem("CERTIFICATE", "staging-deployer"),
+                    "keyPem": fake_pem("EC PRIVATE KEY", "staging-deployer"),
+                },
+                "identity": {"address": "192.168.88.3", "port": 2376, "dnsNames": []},
+            }
         },
         "gitlabUrl": "https://gitlab.company.ru",
     }

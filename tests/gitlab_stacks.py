@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from conftest import (
+    DNS_API_TOKEN,
     PRODUCTION_SECRETS,
     PRODUCTION_STACK,
     StackRun,
@@ -21,12 +22,6 @@ SECRETS = PRODUCTION_SECRETS
 def production_base(**overrides: Any) -> dict[str, Any]:
     """The production example (token not set yet)."""
     return production_config(**overrides)
-
-
-def dns_token() -> str:
-    """The example's DNS API token: the dnsCredentials entry named like a token."""
-    creds = production_config()["dnsCredentials"]
-    return next(v for k, v in creds.items() if "token" in k.lower())
 
 
 def run_production(secrets: tuple[str, ...] = SECRETS, **overrides: Any) -> StackRun:

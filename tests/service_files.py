@@ -104,10 +104,24 @@ def plain_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
 
 #: A Traefik v3 rule: matchers with backtick arguments joined by && / || and parentheses.
 V3_MATCHER = re.compile(r"(Host|HostSNI|PathPrefix|Path|Method|Header|ClientIP|Query)\(`[^`,{}]+`\)")
+#: v3 HostRegexp: one Go regular expression (v2's `{name:regexp}` placeholders are gone).
+V3_HOST_REGEXP = re.compile(r"HostRegexp\(`(?P<re>[^`]+)`\)")
+
+
+def _v3_regexp(match: re.Match) -> str:
+    expression = match.group("re")
+    if re.search(r"\{\w+:", expression):
+        return "X"  # a v2 placeholder
+    try:
+        re.compile(expression)
+    except re.error:
+        return "X"
+    return "M"
 
 
 def is_v3_rule(rule: str) -> bool:
-    rest = V3_MATCHER.sub("M", rule)
+    rest = V3_HOST_REGEXP.sub(_v3_regexp, rule)
+    rest = V3_MATCHER.sub("M", rest)
     rest = rest.replace("&&", " ").replace("||", " ").replace("(", " ").replace(")", " ").replace("!", " ")
     return set(rest.split()) <= {"M"} and "M" in rest.split()
 

@@ -15,7 +15,7 @@ import pulumi
 import pytest
 
 from conftest import PRODUCTION_STACK, StackRun, production_outputs, run_stack, staging_config
-from gitlab_stacks import API_TOKEN, SECRETS, dns_token, production_base, run_production, run_staging
+from gitlab_stacks import API_TOKEN, DNS_API_TOKEN, SECRETS, production_base, run_production, run_staging
 
 staging = run_staging
 
@@ -36,9 +36,9 @@ def docker_files(run: StackRun, host: str) -> dict[str, str]:
 def test_stack_reference_reads_the_stack_named_in_config():
     # The mocks know only the stack named here (any other name fails the run).
     outputs = production_outputs()
-    outputs["dockerCaCertPem"] = "-----BEGIN CERTIFICATE-----\nMOCKprod-ca\n-----END CERTIFICATE-----\n"
+    outputs["delegatedDockerServers"]["staging"]["trustPem"] = "-----BEGIN CERTIFICATE-----\nMOCKprod-ca\n-----END CERTIFICATE-----\n"
     run = staging(outputs, stack_name="acme/delivery/prod")
-    assert docker_files(run, "staging")["etc/docker/tls/ca.pem"] == outputs["dockerCaCertPem"]
+    assert docker_files(run, "staging")["etc/docker/tls/ca.pem"] == outputs["delegatedDockerServers"]["staging"]["trustPem"]
 
 
 def test_a_stack_reference_to_another_stack_fails():
@@ -55,7 +55,7 @@ def test_staging_daemon_uses_the_ca_and_server_certificate_from_production():
     run = staging()
     files = docker_files(run, "staging")
     expected = production_outputs()
-    assert files["etc/docker/tls/ca.pem"] == expected["dockerCaCertPem"]
+    assert files["etc/docker/tls/ca.pem"] == expected["delegatedDockerServers"]["staging"]["trustPem"]
     assert files["etc/docker/tls/server-cert.pem"] == expected["delegatedDockerServers"]["staging"]["certPem"]
     assert files["etc/docker/tls/server-key.pem"] == expected["delegatedDockerServers"]["staging"]["keyPem"]
 
@@ -91,8 +91,35 @@ def test_missing_gitlab_url_output_names_stack_and_output():
 def test_missing_server_certificate_entry_names_the_output():
     outputs = production_outputs()
     outputs["delegatedDockerServers"] = {}
-    with pytest.raises(pulumi.RunError, match=r"output 'delegatedDockerServers' has no entry 'staging\.certPem'"):
+    with pytest.raises(pulumi.RunError, match=r"output 'delegatedDockerServers' has no entry 'staging\.\w+'"):
         staging(outputs)
+
+
+# -- the staging host is the daemon production declared (address, port, names) ---------------------
+@pytest.mark.parametrize("field, theirs, message", [
+    ("address", "192.168.88.30", r"delivery:hosts\[0\]\.address is '192\.168\.88\.3' here, delivery:reviewAppsDaemon\.address is '192\.168\.88\.30'"),
+    ("port", 12376, r"delivery:hosts\[0\]\.dockerPort is 2376 here, delivery:reviewAppsDaemon\.dockerPort is 12376"),
+    ("dnsNames", ["staging.company.ru"], r"delivery:hosts\[0\]\.dnsNames is \[\] here, delivery:reviewAppsDaemon\.dnsNames is \['staging\.company\.ru'\]"),
+])
+def test_staging_fails_when_its_host_is_not_the_declared_review_daemon(field, theirs, message):
+    outputs = production_outputs()
+    outputs["delegatedDockerServers"]["staging"]["identity"][field] = theirs
+    with pytest.raises(pulumi.RunError, match=message):
+        staging(outputs)
+
+
+def test_matching_identity_evaluates():
+    outputs = production_outputs()
+    run = staging(outputs)
+    assert run.named("staging-engine")
+
+
+def test_production_declares_the_review_daemons_port():
+    cfg = production_base()
+    cfg["reviewAppsDaemon"] = {"name": "staging", "address": "192.168.88.3", "dockerPort": 12376}
+    run = run_stack(cfg, secrets=SECRETS)
+    assert run.outputs["delegatedDockerServers"]["staging"]["identity"]["port"] == 12376
+    assert run.outputs["reviewAppsDockerEndpoint"] == "tcp://192.168.88.3:12376"
 
 
 # -- what each stack exports ---------------------------------------------------------------------------
@@ -135,4 +162,4 @@ def test_production_exports_its_runner_tags():
 def test_no_output_holds_a_token():
     run = run_production()
     text = repr(run.outputs)
-    assert "glrt-" not in text and API_TOKEN not in text and dns_token() not in text
+    assert "glrt-" not in text and API_TOKEN not in text and DNS_API_TOKEN not in text

@@ -54,7 +54,10 @@ def test_scripts_are_run_by_bash_with_nothing_secret_on_the_command_line(product
 def test_every_step_has_a_trigger_hash(production_run: StackRun):
     for r in production_run.of_type(CMD):
         triggers = r.plain["triggers"]
-        assert len(triggers) == 1 and len(triggers[0]) == 64, r.urn
+        assert len(triggers[0]) == 64, r.urn
+        # Only the readiness gate re-runs on something else too: the container it checks.
+        expected = 2 if r.name == "gitlab-server-ready" else 1
+        assert len(triggers) == expected, r.urn
 
 
 def test_config_files_travel_through_secret_stdin(production_run: StackRun):
@@ -106,7 +109,9 @@ def test_daemon_json_settings(production_run: StackRun):
     assert daemon["storage-driver"] == "overlay2"
     assert daemon["live-restore"] is True
     assert daemon["log-opts"] == {"max-size": "10m", "max-file": "3"}
-    assert daemon["userland-proxy"] is False
+    # On: without it a container cannot reach a port published on its own host's address
+    # (tests/e2e/test_services_e2e.py shows the production app behind Traefik).
+    assert daemon["userland-proxy"] is True
     assert daemon["no-new-privileges"] is True
     assert daemon["icc"] is False
     assert daemon["tlsverify"] is True
@@ -216,14 +221,35 @@ def test_stack_outputs(production_run: StackRun):
 def test_satellite_stack_installs_the_delegated_server_certificate(staging_run: StackRun):
     files = bundle(staging_run, "staging")
     assert files["etc/docker/tls/server-key.pem"][1] == b"-----BEGIN EC PRIVATE KEY-----\nMOCKstaging\n-----END EC PRIVATE KEY-----\n"
-    assert files["etc/docker/tls/ca.pem"][1] == b"-----BEGIN CERTIFICATE-----\nMOCKca\n-----END CERTIFICATE-----\n"
+    # Staging's daemon trusts both CAs: the operator's certificate opens it too.
+    assert files["etc/docker/tls/ca.pem"][1] == (
+        b"-----BEGIN CERTIFICATE-----\nMOCKca\n-----END CERTIFICATE-----\n"
+        b"-----BEGIN CERTIFICATE-----\nMOCKstaging-ca\n-----END CERTIFICATE-----\n"
+    )
 
 
-@pytest.mark.parametrize("missing", ["dockerCaCertPem", "operatorClient", "delegatedDockerServers"])
-def test_missing_production_output_names_stack_and_output(missing):
+def test_satellite_stack_deploys_with_the_staging_domains_client(staging_run: StackRun):
+    provider = staging_run.named("staging-docker")
+    assert provider.plain["certMaterial"] == "-----BEGIN CERTIFICATE-----\nMOCKstaging-deployer\n-----END CERTIFICATE-----\n"
+    assert provider.plain["caMaterial"] == "-----BEGIN CERTIFICATE-----\nMOCKstaging-ca\n-----END CERTIFICATE-----\n"
+
+
+def test_missing_production_output_names_stack_and_output():
     from conftest import PRODUCTION_STACK, production_outputs, staging_config
 
     outputs = production_outputs()
-    del outputs[missing]
-    with pytest.raises(Exception, match=f"stack '{PRODUCTION_STACK}' has no output '{missing}'"):
+    del outputs["delegatedDockerServers"]
+    with pytest.raises(Exception, match=f"stack '{PRODUCTION_STACK}' has no output 'delegatedDockerServers'"):
         run_stack(staging_config(), secrets=PRODUCTION_SECRETS, stack="staging", stack_outputs={PRODUCTION_STACK: outputs})
+
+
+@pytest.mark.parametrize("unused", ["dockerCaCertPem", "operatorClient"])
+def test_staging_reads_no_production_key_material_beyond_its_entry(unused):
+    """The staging stack deploys with its own entry of delegatedDockerServers only: without the
+    production CA and the operator's key it still evaluates."""
+    from conftest import PRODUCTION_STACK, production_outputs, staging_config
+
+    outputs = production_outputs()
+    del outputs[unused]
+    run = run_stack(staging_config(), secrets=PRODUCTION_SECRETS, stack="staging", stack_outputs={PRODUCTION_STACK: outputs})
+    assert run.named("staging-docker-config")

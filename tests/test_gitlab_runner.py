@@ -56,7 +56,8 @@ def test_production_runner_is_ref_protected_with_tag_production():
     p = runner.plain
     assert p["tagLists"] == ["production"], runner.urn
     assert p["accessLevel"] == "ref_protected", runner.urn
-    assert p["untagged"] is False and p["locked"] is False, runner.urn
+    assert p["untagged"] is False, runner.urn
+    assert p["locked"] is True, f"{runner.urn}: nobody may enable the production runner in another project"
 
 
 def test_staging_runner_is_not_protected_with_tag_staging():

@@ -211,3 +211,35 @@ def test_settings_render_one_line_each():
     text = render_gitlab_rb([Setting("nginx", "listen_port", 80), Setting("external_url", None, "https://x")])
     assert text.splitlines()[-2:] == ["nginx['listen_port'] = 80", "external_url 'https://x'"]
     assert PROXY_HEADERS["X-Forwarded-Proto"] == "https"
+
+
+# -- the readiness gate ---------------------------------------------------------------------------
+def test_readiness_gate_waits_for_gitlab_after_its_container_and_reruns_when_it_is_replaced():
+    from gitlab_stacks import run_production
+
+    run = run_production()
+    gate = run.named("gitlab-server-ready")
+    container = run.named("gitlab-server-container")
+    assert container.urn in gate.dependencies, gate.urn
+    assert gate.plain["triggers"][1] == "gitlab-server-container-id", f"{gate.urn}: a new container runs the gate again"
+    assert "wait-gitlab-ready.sh" in gate.plain["create"] and gate.plain["create"].endswith(" wait-gitlab-ready.sh gitlab 900")
+
+
+def test_every_gitlab_api_resource_waits_for_the_readiness_gate():
+    from gitlab_stacks import run_production
+
+    run = run_production()
+    gate = run.named("gitlab-server-ready").urn
+    api = [r for r in run.registrations if r.type.startswith("gitlab:index/")]
+    assert api, "the production example with a token has GitLab API resources"
+    for r in api:
+        # Directly, or through its component (depends_on of a component reaches its children).
+        chain = [r] + [p for p in run.registrations if p.urn == r.parent]
+        assert any(gate in x.dependencies for x in chain), f"{r.urn} does not wait for the readiness gate"
+
+
+def test_readiness_timeout_comes_from_config():
+    from gitlab_stacks import run_production
+
+    gate = run_production(gitlabReadyTimeoutSeconds=120).named("gitlab-server-ready")
+    assert gate.plain["create"].endswith(" wait-gitlab-ready.sh gitlab 120")

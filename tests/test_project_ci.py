@@ -8,7 +8,7 @@ import pulumi
 import pytest
 
 from conftest import Registration, StackRun, run_stack
-from gitlab_stacks import API_TOKEN, SECRETS, dns_token, production_base, run_production
+from gitlab_stacks import API_TOKEN, SECRETS, production_base, run_production
 
 VARIABLE = "gitlab:index/projectVariable:ProjectVariable"
 
@@ -23,10 +23,11 @@ def variable(run: StackRun, key: str) -> Registration:
     return found[0]
 
 
-def test_default_variables_are_dns_token_email_timezone_and_the_review_host():
+def test_default_variables_are_email_timezone_and_the_review_host():
     run = production()
     keys = sorted(r.plain["key"] for r in run.of_type(VARIABLE))
-    assert keys == ["DNS_PROVIDER_API_TOKEN", "LETSENCRYPT_EMAIL", "STAGING_HOST_ADDRESS", "TZ"], keys
+    # No DNS token: it opens the whole DNS zone, and the platform renews the wildcard itself.
+    assert keys == ["LETSENCRYPT_EMAIL", "STAGING_HOST_ADDRESS", "TZ"], keys
 
 
 def test_review_host_variable_is_the_daemon_traefik_watches():
@@ -48,11 +49,20 @@ def test_timezone_variable_is_the_platform_timezone_in_plain_text():
     assert not r.secret("value") and r.plain["masked"] is False, r.urn
 
 
-def test_dns_token_is_secret_masked_protected_and_hidden():
-    r = variable(production(), "DNS_PROVIDER_API_TOKEN")
-    assert r.secret("value") and r.plain["value"] == dns_token(), r.urn
+def test_dns_token_only_when_configured_explicitly_and_then_secret_and_production_only():
+    run = production(dnsProviderApiToken="explicit-dns-token-0123456789")
+    r = variable(run, "DNS_PROVIDER_API_TOKEN")
+    assert r.secret("value") and r.plain["value"] == "explicit-dns-token-0123456789", r.urn
     assert r.plain["masked"] is True and r.plain["protected"] is True, r.urn
     assert r.plain["hidden"] is True, r.urn
+    assert r.plain["environmentScope"] == "production", r.urn
+
+
+def test_secret_variables_reach_the_production_environment_only():
+    run = production(ciSecretVariables={"REGISTRY_PASSWORD": "s3cr3t-Passw0rd"})
+    assert variable(run, "REGISTRY_PASSWORD").plain["environmentScope"] == "production"
+    other = production(ciSecretVariables={"REGISTRY_PASSWORD": "s3cr3t-Passw0rd"}, ciSecretEnvironmentScope="prod/*")
+    assert variable(other, "REGISTRY_PASSWORD").plain["environmentScope"] == "prod/*"
 
 
 def test_secret_variables_from_config_are_secret_masked_and_protected():
@@ -112,19 +122,9 @@ def test_unmaskable_secret_value_names_the_key_without_echoing_it():
     assert "line one" not in str(e.value)
 
 
-def test_explicit_dns_token_overrides_the_dns_credentials_entry():
-    r = variable(production(dnsProviderApiToken="explicit-0123456789"), "DNS_PROVIDER_API_TOKEN")
-    assert r.plain["value"] == "explicit-0123456789", r.urn
-
-
 def test_unmaskable_dns_token_names_the_key():
-    with pytest.raises(pulumi.RunError, match=r"delivery:dnsProviderApiToken"):
-        production(dnsProviderApiToken="a b")
-
-
-def test_unmaskable_dns_credentials_entry_names_the_entry():
-    with pytest.raises(pulumi.RunError, match=r"delivery:dnsCredentials\.CF_DNS_API_TOKEN"):
-        production(dnsCredentials={"CF_DNS_API_TOKEN": "short"})
+    with pytest.raises(pulumi.RunError, match=r"delivery:dnsProviderApiToken: cannot be masked"):
+        production(dnsProviderApiToken="short")
 
 
 def test_dns_token_must_be_set_as_a_secret():
@@ -133,10 +133,10 @@ def test_dns_token_must_be_set_as_a_secret():
         production(secrets=secrets, dnsProviderApiToken="explicit-0123456789")
 
 
-def test_ambiguous_dns_credentials_need_an_explicit_dns_token():
-    creds = {"CF_DNS_API_TOKEN": "abcdefgh1234", "CF_ZONE_API_TOKEN": "abcdefgh5678"}
-    with pytest.raises(pulumi.RunError, match=r"delivery:dnsProviderApiToken: missing"):
-        production(dnsCredentials=creds)
+def test_dns_credentials_never_become_a_ci_variable():
+    run = production(dnsCredentials={"CF_DNS_API_TOKEN": "abcdefgh1234"})
+    values = [r.plain["value"] for r in run.of_type(VARIABLE)]
+    assert "abcdefgh1234" not in values
 
 
 def test_variables_without_ci_project_are_an_error():

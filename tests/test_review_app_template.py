@@ -113,7 +113,7 @@ def test_every_input_is_declared_and_used():
     defaults = {k: (v or {}).get("default") for k, v in header["spec"]["inputs"].items()}
     assert defaults["auto_stop_in"] == "1 week"
     assert defaults["traefik_entrypoint"] == contract.REVIEW_ENTRYPOINT
-    assert tuple(defaults["middlewares"].split(",")) == contract.REVIEW_MIDDLEWARES
+    assert tuple(filter(None, defaults["middlewares"].split(","))) == contract.REVIEW_MIDDLEWARES
     assert "default" not in header["spec"]["inputs"]["review_domain"], "review_domain must be given"
 
 
@@ -413,10 +413,8 @@ def check_labels_against_contract(labels: dict[str, str], review_domain: str,
         problems += _host_problems(rule.group("host"), review_domain)
     if router.get("entrypoints") != contract.REVIEW_ENTRYPOINT:
         problems.append(f"entrypoints {router.get('entrypoints')!r} != {contract.REVIEW_ENTRYPOINT!r}")
-    if router.get("tls") != contract.ROUTER_TLS:
-        problems.append("tls=true missing")
-    if "tls.certresolver" in router:
-        problems.append("review routers use the wildcard certificate from the store, no certresolver")
+    if any(k == "tls" or k.startswith("tls.") for k in router):
+        problems.append("review routers set no tls: the edge ends TLS, the review entrypoint is plain HTTP")
     if tuple(filter(None, router.get("middlewares", "").split(","))) != tuple(middlewares):
         problems.append(f"middlewares {router.get('middlewares')!r} != {middlewares}")
     service = router.get("service", name)
@@ -437,21 +435,29 @@ def _covers(certificate_domain: str, host: str) -> bool:
     return certificate_domain == host
 
 
-def check_labels_against_traefik(labels: dict[str, str], static_config: dict, *,
-                                 dynamic_config: dict | None = None,
-                                 certificate_domains=()) -> list[str]:
-    """Problems that keep Traefik (this static config) from serving the review container.
+HOST_REGEXP_RE = re.compile(r"^HostRegexp\(`(?P<re>[^`]+)`\)$")
 
-    static_config: Traefik's rendered static config (entryPoints, providers.docker, ...).
-    dynamic_config: the file provider's rendered dynamic config, to resolve `@file` middlewares.
-    certificate_domains: domains of certificates in Traefik's store that are not visible in the
-    static config (a file-provider certificate); ACME domains on the entrypoint are read from it.
+
+def check_labels_against_traefik(labels: dict[str, str], review_static: dict, edge_static: dict,
+                                 edge_dynamic: dict, *, certificate_domains=()) -> list[str]:
+    """Problems that keep the platform's two Traefik instances from serving the review container.
+
+    review_static: the review instance's static config (its Docker provider, its entrypoints);
+    edge_static / edge_dynamic: the edge's static config and file-provider routes, which must
+    forward the container's host to the review instance with a certificate that covers it;
+    certificate_domains: domains of certificates in the edge's store that its configs do not
+    show (a delivered file certificate).
     """
     problems = []
-    entry_points = static_config.get("entryPoints") or {}
-    docker = (static_config.get("providers") or {}).get("docker")
+    review_eps = review_static.get("entryPoints") or {}
+    providers = review_static.get("providers") or {}
+    docker = providers.get("docker")
     if not isinstance(docker, dict):
-        return ["providers.docker is missing: review containers on Staging are never discovered"]
+        return ["review instance: providers.docker is missing: review containers on Staging are never discovered"]
+    if set(providers) != {"docker"}:
+        problems.append(f"review instance: providers {sorted(providers)}: it must read labels only")
+    if review_static.get("api") is not None or review_static.get("certificatesResolvers"):
+        problems.append("review instance: no api/dashboard and no ACME")
     endpoint = docker.get("endpoint", "")
     if not endpoint.startswith(contract.DOCKER_ENDPOINT_SCHEME) or not endpoint.endswith(f":{contract.DOCKER_ENDPOINT_PORT}"):
         problems.append(f"docker endpoint {endpoint!r} is not Staging's TLS daemon (tcp://...:{contract.DOCKER_ENDPOINT_PORT})")
@@ -465,138 +471,160 @@ def check_labels_against_traefik(labels: dict[str, str], static_config: dict, *,
         problems.append("exposedByDefault must be false: every container on Staging would be exposed")
     if docker.get("constraints"):
         problems.append("docker provider constraints are set: review labels do not satisfy any")
-
-    routers = review_routers(labels)
-    if labels.get(contract.LABEL_ENABLE) != "true" and docker.get("exposedByDefault") is False:
+    if labels.get(contract.LABEL_ENABLE) != "true":
         problems.append("traefik.enable=true missing")
-    for name, router in routers.items():
+
+    edge_eps = edge_static.get("entryPoints") or {}
+    edge_routers = ((edge_dynamic.get("http") or {}).get("routers") or {})
+    edge_services = ((edge_dynamic.get("http") or {}).get("services") or {})
+    for name, router in review_routers(labels).items():
         eps = [e.strip() for e in router.get("entrypoints", "").split(",") if e.strip()]
         if not eps:
             problems.append(f"router {name}: no entrypoints")
         for ep in eps:
-            if ep not in entry_points:
-                problems.append(f"router {name}: entrypoint {ep!r} is not one of {sorted(entry_points)}")
-                continue
-            if _address_port(entry_points[ep].get("address", "")) != "443":
-                problems.append(f"router {name}: entrypoint {ep} is not the :443 one")
+            if ep not in review_eps:
+                problems.append(f"router {name}: entrypoint {ep!r} is not one of the review instance's {sorted(review_eps)}")
+        if any(k == "tls" or k.startswith("tls.") for k in router):
+            problems.append(f"router {name}: tls set, but the review entrypoint is plain HTTP: it would never match")
         rule = contract.HOST_RULE_RE.match(router.get("rule", ""))
         if not rule:
             problems.append(f"router {name}: rule {router.get('rule')!r} is not v3 Host(`...`)")
             continue
         host = rule.group("host")
-        if router.get("tls") != "true":
-            problems.append(f"router {name}: tls=true missing, HTTPS requests would not match")
-        resolver = router.get("tls.certresolver")
-        if resolver and resolver not in (static_config.get("certificatesResolvers") or {}):
-            problems.append(f"router {name}: certresolver {resolver} unknown")
+        forwarding = []
+        for edge_name, edge_router in edge_routers.items():
+            m = HOST_REGEXP_RE.match(edge_router.get("rule", ""))
+            service = edge_services.get(edge_router.get("service", ""), {})
+            urls = [srv.get("url", "") for srv in (service.get("loadBalancer") or {}).get("servers", [])]
+            if m and re.fullmatch(m.group("re"), host) and any(f"//{contract.REVIEW_CONTAINER}:" in u for u in urls):
+                forwarding.append((edge_name, edge_router))
+        if not forwarding:
+            problems.append(f"router {name}: no edge router forwards {host} to {contract.REVIEW_CONTAINER}")
+            continue
+        edge_name, edge_router = forwarding[0]
+        for ep in edge_router.get("entryPoints", []):
+            if _address_port((edge_eps.get(ep) or {}).get("address", "")) != "443":
+                problems.append(f"edge router {edge_name}: entrypoint {ep} is not the :443 one")
+        edge_tls = edge_router.get("tls")
+        if edge_tls is None:
+            problems.append(f"edge router {edge_name}: no tls, HTTPS requests would not match")
+            continue
+        resolver = edge_tls.get("certResolver")
+        if resolver and resolver not in (edge_static.get("certificatesResolvers") or {}):
+            problems.append(f"edge router {edge_name}: certresolver {resolver} unknown")
         known = list(certificate_domains)
-        # Certificates requested by routers of the file provider (tls.domains) are in the store too.
-        for file_router in ((dynamic_config or {}).get("http") or {}).get("routers", {}).values():
-            for domain in (file_router.get("tls") or {}).get("domains", []) or []:
-                known += [domain.get("main", "")] + list(domain.get("sans", []) or [])
-        for ep in eps:
-            for domain in ((entry_points.get(ep) or {}).get("http", {}).get("tls", {}) or {}).get("domains", []) or []:
-                known += [domain.get("main", "")] + list(domain.get("sans", []) or [])
+        for domain in edge_tls.get("domains", []) or []:
+            known += [domain.get("main", "")] + list(domain.get("sans", []) or [])
         if not any(_covers(d, host) for d in known):
-            problems.append(f"router {name}: no certificate in Traefik's store covers {host} (known: {known})")
+            problems.append(f"edge router {edge_name}: no certificate in the edge's store covers {host} (known: {known})")
         for middleware in filter(None, (m.strip() for m in router.get("middlewares", "").split(","))):
-            mw_name, _, provider = middleware.partition("@")
-            if provider != "file":
-                problems.append(f"router {name}: middleware {middleware} must come from the file provider (@file)")
-            elif "file" not in (static_config.get("providers") or {}):
-                problems.append(f"router {name}: {middleware} needs providers.file in the static config")
-            elif dynamic_config is not None and mw_name not in ((dynamic_config.get("http") or {}).get("middlewares") or {}):
-                problems.append(f"router {name}: middleware {mw_name} is not in the dynamic config")
+            if not middleware.endswith("@docker") and "@" in middleware:
+                problems.append(f"router {name}: middleware {middleware} does not exist on the review instance (docker provider only)")
     return problems
 
 
-def contract_static_config(domain: str = DOMAIN) -> dict:
-    """A Traefik v3 static config written to the contract (the Traefik component's side)."""
-    return {
-        "entryPoints": {
-            contract.ENTRYPOINT_WEB: {
-                "address": contract.ENTRYPOINT_ADDRESSES[contract.ENTRYPOINT_WEB],
-                "http": {"redirections": {"entryPoint": {"to": contract.ENTRYPOINT_WEBSECURE, "scheme": "https"}}},
-            },
-            contract.ENTRYPOINT_WEBSECURE: {
-                "address": contract.ENTRYPOINT_ADDRESSES[contract.ENTRYPOINT_WEBSECURE],
-                "http": {"tls": {"certResolver": "letsencrypt", "domains": [
-                    {"main": contract.review_domain_for(domain), "sans": [contract.wildcard_for(contract.review_domain_for(domain))]},
-                ]}},
-            },
-        },
+def contract_configs(domain: str = DOMAIN) -> tuple[dict, dict, dict]:
+    """The review instance's static config, the edge's static and dynamic configs, written to
+    the contract (the Traefik components' side)."""
+    review_domain = contract.review_domain_for(domain)
+    review_static = {
+        "entryPoints": {contract.REVIEW_ENTRYPOINT: {"address": contract.REVIEW_ENTRYPOINT_ADDRESS}},
         "providers": {
             "docker": {
                 "endpoint": f"tcp://{STAGING_ADDRESS}:{contract.DOCKER_ENDPOINT_PORT}",
                 "exposedByDefault": False,
                 "useBindPortIP": True,
                 "watch": True,
-                "tls": {"ca": "/etc/traefik/staging/ca.pem", "cert": "/etc/traefik/staging/cert.pem",
-                        "key": "/etc/traefik/staging/key.pem"},
+                "tls": {"ca": "/certs/ca.pem", "cert": "/certs/cert.pem", "key": "/certs/key.pem"},
             },
-            "file": {"directory": "/etc/traefik/dynamic", "watch": True},
-        },
-        "certificatesResolvers": {
-            "letsencrypt": {"acme": {"email": "ops@example.com", "storage": "/acme/acme.json",
-                                     "dnsChallenge": {"provider": "cloudflare"}}},
         },
     }
+    edge_static = {
+        "entryPoints": {
+            contract.ENTRYPOINT_WEB: {
+                "address": contract.ENTRYPOINT_ADDRESSES[contract.ENTRYPOINT_WEB],
+                "http": {"redirections": {"entryPoint": {"to": contract.ENTRYPOINT_WEBSECURE, "scheme": "https"}}},
+            },
+            contract.ENTRYPOINT_WEBSECURE: {"address": contract.ENTRYPOINT_ADDRESSES[contract.ENTRYPOINT_WEBSECURE]},
+        },
+        "providers": {"file": {"directory": "/etc/traefik/dynamic", "watch": True}},
+        "certificatesResolvers": {
+            "letsencrypt-dns": {"acme": {"email": "ops@example.com", "storage": "/acme/acme.json",
+                                         "dnsChallenge": {"provider": "cloudflare"}}},
+        },
+    }
+    escaped = review_domain.replace(".", r"\.")
+    edge_dynamic = {"http": {
+        "routers": {"review-apps": {
+            "entryPoints": [contract.ENTRYPOINT_WEBSECURE],
+            "rule": f"HostRegexp(`^[a-z0-9]([a-z0-9-]{{0,61}}[a-z0-9])?\\.{escaped}$`)",
+            "service": "review-apps",
+            "tls": {"certResolver": "letsencrypt-dns",
+                    "domains": [{"main": review_domain, "sans": [contract.wildcard_for(review_domain)]}]},
+        }},
+        "services": {"review-apps": {"loadBalancer": {"servers": [{"url": f"http://{contract.REVIEW_CONTAINER}:80"}]}}},
+    }}
+    return review_static, edge_static, edge_dynamic
 
 
-CONTRACT_DYNAMIC = {"http": {"middlewares": {"security-headers": {"headers": {"stsSeconds": 31536000}}}}}
-
-
-def test_contract_static_config_is_a_valid_traefik_v3_static_config():
+def test_contract_static_configs_are_valid_traefik_v3_static_configs():
     import json
 
     schema = json.loads(TRAEFIK_STATIC_SCHEMA.read_text(encoding="utf-8"))
-    errors = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(contract_static_config())]
-    assert errors == []
+    review_static, edge_static, _ = contract_configs()
+    for static in (review_static, edge_static):
+        errors = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(static)]
+        assert errors == []
 
 
 def test_template_labels_are_served_by_the_contract_traefik(rendered, jobs, stubs):
     labels, *_ = deploy_labels(rendered, jobs, stubs)
-    assert check_labels_against_traefik(labels, contract_static_config(), dynamic_config=CONTRACT_DYNAMIC) == []
+    assert check_labels_against_traefik(labels, *contract_configs()) == []
 
 
 def test_file_provider_wildcard_certificate_is_accepted(rendered, jobs, stubs):
     labels, *_ = deploy_labels(rendered, jobs, stubs)
-    static = contract_static_config()
-    del static["entryPoints"]["websecure"]["http"]
-    del static["certificatesResolvers"]
-    assert check_labels_against_traefik(labels, static)  # no certificate known: must fail
-    assert check_labels_against_traefik(labels, static, certificate_domains=[f"*.{REVIEW_DOMAIN}"]) == []
-
-
-def _broken_static(change):
-    static = contract_static_config()
-    change(static)
-    return static
+    review_static, edge_static, edge_dynamic = contract_configs()
+    edge_dynamic["http"]["routers"]["review-apps"]["tls"] = {}
+    del edge_static["certificatesResolvers"]
+    assert check_labels_against_traefik(labels, review_static, edge_static, edge_dynamic)  # no certificate: must fail
+    assert check_labels_against_traefik(labels, review_static, edge_static, edge_dynamic,
+                                        certificate_domains=[f"*.{REVIEW_DOMAIN}"]) == []
 
 
 BROKEN_TRAEFIK = {
-    "entrypoint renamed": lambda s: s["entryPoints"].update(https=s["entryPoints"].pop("websecure")),
-    "websecure not on 443": lambda s: s["entryPoints"]["websecure"].update(address=":8443"),
-    "no docker provider": lambda s: s["providers"].pop("docker"),
-    "useBindPortIP off": lambda s: s["providers"]["docker"].update(useBindPortIP=False),
-    "exposedByDefault on": lambda s: s["providers"]["docker"].update(exposedByDefault=True),
-    "plain docker endpoint": lambda s: s["providers"]["docker"].update(endpoint="unix:///var/run/docker.sock"),
-    "no client certificate": lambda s: s["providers"]["docker"]["tls"].pop("cert"),
-    "wildcard of another domain": lambda s: s["entryPoints"]["websecure"]["http"]["tls"].update(
+    "review entrypoint renamed": lambda r, es, ed: r["entryPoints"].update(http=r["entryPoints"].pop("review")),
+    "edge not on 443": lambda r, es, ed: es["entryPoints"]["websecure"].update(address=":8443"),
+    "no docker provider": lambda r, es, ed: r["providers"].pop("docker"),
+    "review instance with a file provider": lambda r, es, ed: r["providers"].update(file={"directory": "/x"}),
+    "review instance with the api": lambda r, es, ed: r.update(api={"dashboard": True}),
+    "useBindPortIP off": lambda r, es, ed: r["providers"]["docker"].update(useBindPortIP=False),
+    "exposedByDefault on": lambda r, es, ed: r["providers"]["docker"].update(exposedByDefault=True),
+    "plain docker endpoint": lambda r, es, ed: r["providers"]["docker"].update(endpoint="unix:///var/run/docker.sock"),
+    "no client certificate": lambda r, es, ed: r["providers"]["docker"]["tls"].pop("cert"),
+    "wildcard of another domain": lambda r, es, ed: ed["http"]["routers"]["review-apps"]["tls"].update(
         domains=[{"main": "example.org", "sans": ["*.example.org"]}]),
-    "no file provider": lambda s: s["providers"].pop("file"),
+    "edge forwards nothing": lambda r, es, ed: ed["http"]["routers"].pop("review-apps"),
+    "edge forwards elsewhere": lambda r, es, ed: ed["http"]["services"]["review-apps"]["loadBalancer"].update(
+        servers=[{"url": "http://gitlab:80"}]),
+    "edge regexp of another domain": lambda r, es, ed: ed["http"]["routers"]["review-apps"].update(
+        rule=r"HostRegexp(`^[a-z0-9-]+\.example\.org$`)"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN_TRAEFIK))
 def test_broken_traefik_config_is_caught(rendered, jobs, stubs, case):
     labels, *_ = deploy_labels(rendered, jobs, stubs)
-    assert check_labels_against_traefik(labels, _broken_static(BROKEN_TRAEFIK[case]), dynamic_config=CONTRACT_DYNAMIC)
+    configs = contract_configs()
+    BROKEN_TRAEFIK[case](*configs)
+    assert check_labels_against_traefik(labels, *configs)
 
 
-def test_missing_middleware_in_dynamic_config_is_caught(rendered, jobs, stubs):
+def test_a_file_provider_middleware_is_caught(rendered, jobs, stubs):
     labels, *_ = deploy_labels(rendered, jobs, stubs)
-    assert check_labels_against_traefik(labels, contract_static_config(), dynamic_config={"http": {}})
+    (name,) = review_routers(labels)
+    labels[f"traefik.http.routers.{name}.middlewares"] = "security-headers@file"
+    assert check_labels_against_traefik(labels, *contract_configs())
 
 
 BROKEN_LABELS = {
@@ -606,8 +634,8 @@ BROKEN_LABELS = {
     "two labels under wildcard": ("rule", "Host(`a.b.dev.example.com`)"),
     "other domain": ("rule", "Host(`a.example.org`)"),
     "unknown entrypoint": ("entrypoints", "websecur"),
-    "plain http entrypoint": ("entrypoints", "web"),
-    "no tls": ("tls", "false"),
+    "the edge's entrypoint": ("entrypoints", "websecure"),
+    "tls on the plain entrypoint": ("tls", "true"),
 }
 
 
@@ -618,7 +646,7 @@ def test_broken_labels_are_caught(rendered, jobs, stubs, case):
     key, value = BROKEN_LABELS[case]
     labels[f"traefik.http.routers.{name}.{key}"] = value
     assert check_labels_against_contract(labels, REVIEW_DOMAIN)
-    assert check_labels_against_traefik(labels, contract_static_config(), dynamic_config=CONTRACT_DYNAMIC)
+    assert check_labels_against_traefik(labels, *contract_configs())
 
 
 # --------------------------------------------------------------------------------------------
@@ -629,9 +657,9 @@ PROGRAM_DOMAIN = "company.ru"  # the example stack's domain (tests/conftest.py)
 PROGRAM_STAGING = "192.168.88.3"  # its reviewAppsDaemon address; never contacted
 
 
-def program_traefik(method: str) -> tuple[dict, dict, list[str]]:
-    """Traefik's static config, merged dynamic config and file-provider certificate domains,
-    as the production stack sends them to the Traefik host."""
+def program_traefik(method: str) -> tuple[dict, dict, dict, list[str]]:
+    """The review instance's static config, the edge's static config, its merged dynamic config
+    and file-provider certificate domains, as the production stack sends them to Production."""
     import service_files as sf
 
     overrides = {} if method == "traefik" else {
@@ -639,7 +667,8 @@ def program_traefik(method: str) -> tuple[dict, dict, list[str]]:
     }
     run = sf.production(**overrides)
     files = sf.bundle(run.named("traefik-files"))
-    static = yaml.safe_load(files["/srv/traefik/traefik.yml"][1])
+    review_static = yaml.safe_load(sf.bundle(run.named("traefik-review-files"))["/srv/traefik/review/traefik.yml"][1])
+    edge_static = yaml.safe_load(files["/srv/traefik/traefik.yml"][1])
     dynamic: dict = {}
     for path, (_, text) in sorted(files.items()):
         if path.startswith("/srv/traefik/dynamic/"):
@@ -654,7 +683,7 @@ def program_traefik(method: str) -> tuple[dict, dict, list[str]]:
         for cert in yaml.safe_load(wildcard_files["/srv/letsencrypt-dns/config/config.yml"][1])["certificates"]:
             certificate_domains += cert["domains"]
         assert certificate_domains, "dnsrobocert's config.yml was not found in the graph"
-    return static, dynamic, certificate_domains
+    return review_static, edge_static, dynamic, certificate_domains
 
 
 @pytest.fixture(scope="module")
@@ -664,19 +693,19 @@ def program_rendered() -> dict:
 
 @pytest.mark.parametrize("method", ["traefik", "dnsrobocert"])
 def test_template_labels_are_served_by_the_programs_traefik(program_rendered, stubs, method):
-    static, dynamic, certificate_domains = program_traefik(method)
+    review_static, edge_static, dynamic, certificate_domains = program_traefik(method)
     env = ci.predefined("push", "feature/login-form", protected=False, STAGING_HOST_ADDRESS=PROGRAM_STAGING)
     labels, argv, *_ = deploy_labels(program_rendered, ci.jobs_of(program_rendered), stubs, env)
-    problems = check_labels_against_traefik(labels, static, dynamic_config=dynamic, certificate_domains=certificate_domains)
+    problems = check_labels_against_traefik(labels, review_static, edge_static, dynamic, certificate_domains=certificate_domains)
     assert problems == []
-    # The container publishes its port on the very daemon Traefik watches.
-    assert static["providers"]["docker"]["endpoint"] == f"tcp://{PROGRAM_STAGING}:2376"
+    # The container publishes its port on the very daemon the review instance watches.
+    assert review_static["providers"]["docker"]["endpoint"] == f"tcp://{PROGRAM_STAGING}:2376"
     assert any(a.startswith(f"{PROGRAM_STAGING}::") for a in argv), argv
 
 
-def test_programs_traefik_without_the_wildcard_certificate_is_caught(program_rendered, stubs):
-    static, dynamic, _ = program_traefik("traefik")
-    del dynamic["http"]["routers"]["wildcard-certificate"]
+def test_programs_edge_without_the_wildcard_certificate_is_caught(program_rendered, stubs):
+    review_static, edge_static, dynamic, _ = program_traefik("traefik")
+    dynamic["http"]["routers"]["review-apps"]["tls"].pop("domains")
     env = ci.predefined("push", "feature/login-form", protected=False, STAGING_HOST_ADDRESS=PROGRAM_STAGING)
     labels, *_ = deploy_labels(program_rendered, ci.jobs_of(program_rendered), stubs, env)
-    assert any("no certificate" in p for p in check_labels_against_traefik(labels, static, dynamic_config=dynamic))
+    assert any("no certificate" in p for p in check_labels_against_traefik(labels, review_static, edge_static, dynamic))

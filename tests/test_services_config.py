@@ -31,7 +31,8 @@ def errors_of(config: dict[str, Any], **kwargs) -> str:
 def test_example_config_parses_with_pinned_defaults():
     s = load(production_config()).services
     assert s.gitlab.version == "18.5.1-ce.0" and s.gitlab.shm_size_mb == 256
-    assert s.traefik.version == "v3.6.15" and s.traefik.acme_staging is False
+    assert s.traefik.version == "v3.6.15" and s.traefik.acme.staging_wildcard is False
+    assert s.traefik.acme.server == "https://acme-v02.api.letsencrypt.org/directory"
     assert s.wildcard.method == "traefik" and s.wildcard.dnsrobocert_version == "3.26.1"
     assert s.hostnames.wildcard_domain == "dev.company.ru"
     assert [a.name for a in s.traefik.production_apps] == ["demo"]
@@ -130,9 +131,9 @@ def test_production_apps_may_not_take_reserved_or_duplicate_hosts():
     assert "delivery:productionApps[1].host: 'a.dev.company.ru' is under dev.company.ru" in msg
 
 
-def test_traefik_needs_its_client_certificate():
-    msg = errors_of(production_config(dockerClients=["operator"]))
-    assert "delivery:dockerClients: must include 'traefik'" in msg
+def test_a_traefik_client_of_the_production_ca_is_refused():
+    msg = errors_of(production_config(dockerClients=["operator", "traefik"]))
+    assert "delivery:dockerClients: 'traefik' is no longer a client of the production CA" in msg
 
 
 def test_every_service_problem_is_reported_at_once():

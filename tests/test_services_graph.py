@@ -133,7 +133,9 @@ def test_gitlab_next_to_traefik_publishes_no_port_and_joins_their_network():
     gitlab = run.named("gitlab-server-container")
     assert not gitlab.plain.get("ports"), f"{gitlab.urn}: Traefik listens on 80 and 1023 on this host"
     assert gitlab.plain["networksAdvanced"] == [{"name": "delivery-services", "aliases": ["gitlab"]}]
-    assert run.named("traefik-container").plain["networksAdvanced"] == [{"name": "delivery-services"}]
+    edge = {n["name"] for n in run.named("traefik-container").plain["networksAdvanced"]}
+    assert edge == {"delivery-edge", "delivery-review", "delivery-services"}
+    assert "delivery-services" not in {n["name"] for n in run.named("traefik-review-container").plain["networksAdvanced"]}
 
 
 def test_traefik_next_to_gitlab_routes_to_the_container_and_gitlab_trusts_the_network():
@@ -148,5 +150,5 @@ def test_traefik_next_to_gitlab_routes_to_the_container_and_gitlab_trusts_the_ne
 
 def test_gitlab_on_its_own_host_needs_no_network():
     run = production()
-    assert not run.of_type("docker:index/network:Network")
+    assert "services-network" not in {r.name for r in run.of_type("docker:index/network:Network")}
     assert "networksAdvanced" not in run.named("gitlab-server-container").plain

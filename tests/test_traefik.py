@@ -1,12 +1,15 @@
-"""Traefik v3 on the traefik host: rendered static and dynamic config (valid against the
-published v3 schemas, directly and as the program sends them), entrypoints, ACME, the
-Docker provider on Staging, routes, TLS options, middlewares, the dashboard, the container."""
+"""Traefik v3 on the traefik host, as two instances (docs/services.md): the edge's rendered
+static and dynamic config (valid against the published v3 schemas, directly and as the program
+sends them), entrypoints, ACME, routes, the review forwarding router, TLS options, middlewares,
+the dashboard, the container; the review instance's static config, certificate, container."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from conftest import DASHBOARD_USERS, PRODUCTION_SECRETS, fake_pem, production_config, run_stack
+from conftest import DASHBOARD_USERS, PRODUCTION_SECRETS, ca_certificate_pem, fake_pem, production_config, run_stack
 from service_files import (
     DYNAMIC_SCHEMA,
     STATIC_SCHEMA,
@@ -21,41 +24,47 @@ from service_files import (
     yaml_file,
 )
 
-from components.config.services import Hostnames, ProductionApp, WildcardSettings
+from components.config.services import AcmeSettings, Hostnames, ProductionApp, WildcardSettings
+from components.services.gitlab_server import GitLabUpstream
+from components.services.review_traefik import STATIC_FILE as REVIEW_STATIC_FILE
+from components.services.review_traefik import review_static_config
 from components.services.traefik import (
     DASHBOARD_FILE,
+    LEGACY_STAGING_CERTS,
     MOZILLA_INTERMEDIATE_CIPHERS,
+    REVIEW_SUBNET,
     ROUTES_FILE,
     STATIC_FILE,
     STATIC_HASH_LABEL,
     STATIC_TOP_LEVEL_KEYS,
-    TraefikSpec,
+    EdgeSpec,
     WildcardParts,
     dashboard_config,
-    dynamic_config,
-    static_config,
+    edge_dynamic_config,
+    edge_static_config,
+    review_host_regexp,
 )
-from components.services.gitlab_server import GitLabUpstream
-from components.services.wildcard_certificate import dnsrobocert_dynamic, traefik_dynamic, traefik_resolvers
+from components.services.wildcard_certificate import dnsrobocert_dynamic, review_tls, traefik_resolvers
 
 HOSTNAMES = Hostnames("company.ru")
+ACME_CA = ca_certificate_pem("test ACME CA")
 
 
-def spec(**overrides) -> TraefikSpec:
+def spec(**overrides) -> EdgeSpec:
     values = dict(
         hostnames=HOSTNAMES,
         acme_email="mail@company.ru",
-        review_endpoint="tcp://192.168.88.3:2376",
         gitlab=GitLabUpstream.published("192.168.88.2"),
         production_apps=(ProductionApp("demo", "company.ru", "http://192.168.88.1:8000"),),
         dashboard=True,
+        review_upstream="http://traefik-review:80",
         wildcard=WildcardParts(
-            resolvers=traefik_resolvers(WildcardSettings(dns_provider="cloudflare", propagation_seconds=120), "mail@company.ru", False),
-            dynamic=traefik_dynamic(HOSTNAMES),
+            resolvers=traefik_resolvers(WildcardSettings(dns_provider="cloudflare", propagation_seconds=120), "mail@company.ru", AcmeSettings()),
+            review_tls=review_tls(HOSTNAMES),
         ),
     )
     values.update(overrides)
-    return TraefikSpec(**values)
+    return EdgeSpec(**values)
 
 
 def top_level_problems(config: dict) -> list[str]:
@@ -63,42 +72,55 @@ def top_level_problems(config: dict) -> list[str]:
     return sorted(set(config) - STATIC_TOP_LEVEL_KEYS)
 
 
+def review_static(run=None) -> dict:
+    return yaml_file((run or production()).named("traefik-review-files"), REVIEW_STATIC_FILE)
+
+
 # -- schemas -------------------------------------------------------------------------------
-def test_static_config_validates_against_the_v3_schema():
-    assert schema_errors(STATIC_SCHEMA, static_config(spec())) == []
+def test_edge_static_config_validates_against_the_v3_schema():
+    assert schema_errors(STATIC_SCHEMA, edge_static_config(spec())) == []
+
+
+def test_review_static_config_validates_against_the_v3_schema():
+    config = review_static_config("tcp://192.168.88.3:2376")
+    assert schema_errors(STATIC_SCHEMA, config) == []
+    assert top_level_problems(config) == []
 
 
 def test_static_config_has_only_known_top_level_keys():
-    assert top_level_problems(static_config(spec())) == []
+    assert top_level_problems(edge_static_config(spec())) == []
 
 
 def test_top_level_key_check_catches_a_misspelt_key():
-    config = static_config(spec())
+    config = edge_static_config(spec())
     config["entrypoints"] = config.pop("entryPoints")
     assert schema_errors(STATIC_SCHEMA, config) == [], "the schema lets this through; the key check must not"
     assert top_level_problems(config) == ["entrypoints"]
 
 
 def test_schema_check_catches_a_misspelt_nested_key():
-    config = static_config(spec())
+    config = edge_static_config(spec())
     config["entryPoints"]["web"]["adress"] = ":80"
     assert schema_errors(STATIC_SCHEMA, config), "a misspelt entrypoint key must be rejected"
 
 
 @pytest.mark.parametrize("wildcard", ["traefik", "dnsrobocert"])
 def test_dynamic_config_validates_against_the_file_provider_schema(wildcard):
-    parts = WildcardParts(dynamic=traefik_dynamic(HOSTNAMES) if wildcard == "traefik" else dnsrobocert_dynamic())
-    assert schema_errors(DYNAMIC_SCHEMA, dynamic_config(spec(wildcard=parts))) == []
+    parts = (
+        WildcardParts(review_tls=review_tls(HOSTNAMES)) if wildcard == "traefik"
+        else WildcardParts(dynamic=dnsrobocert_dynamic(), review_tls={})
+    )
+    assert schema_errors(DYNAMIC_SCHEMA, edge_dynamic_config(spec(wildcard=parts))) == []
 
 
 def test_dashboard_config_validates_against_the_file_provider_schema():
     assert schema_errors(DYNAMIC_SCHEMA, dashboard_config(spec(), ["admin:$2y$05$hash"])) == []
 
 
-def test_static_file_the_program_sends_validates():
-    run = production()
-    files = run.named("traefik-files")
-    static = yaml_file(files, STATIC_FILE)
+@pytest.mark.parametrize("step, path", [("traefik-files", STATIC_FILE), ("traefik-review-files", REVIEW_STATIC_FILE)])
+def test_static_files_the_program_sends_validate(step, path):
+    files = production().named(step)
+    static = yaml_file(files, path)
     assert schema_errors(STATIC_SCHEMA, static) == [], files.urn
     assert top_level_problems(static) == [], files.urn
 
@@ -113,24 +135,39 @@ def test_every_rule_uses_v3_syntax():
     run = production()
     files = run.named("traefik-files")
     rules = {**all_rules(yaml_file(files, ROUTES_FILE)), **all_rules(yaml_file(files, DASHBOARD_FILE))}
-    assert {"http.gitlab", "http.registry", "http.app-demo", "http.dashboard", "tcp.gitlab-ssh", "http.wildcard-certificate"} <= set(rules)
+    assert {"http.gitlab", "http.registry", "http.app-demo", "http.dashboard", "tcp.gitlab-ssh", "http.review-apps"} <= set(rules)
     bad = {name: rule for name, rule in rules.items() if not is_v3_rule(rule)}
     assert not bad, f"{files.urn}: not v3 rules: {bad}"
 
 
 def test_v3_rule_check_rejects_v2_forms():
     assert is_v3_rule("Host(`a.company.ru`) && PathPrefix(`/api`)")
+    assert is_v3_rule(r"HostRegexp(`^[a-z0-9]+\.dev\.company\.ru$`)")
     assert not is_v3_rule("Host(`a.company.ru`, `b.company.ru`)")
     assert not is_v3_rule("HostRegexp(`{sub:[a-z]+}.company.ru`)")
 
 
-# -- entrypoints, the review-app contract ------------------------------------------------------
+# -- the edge: entrypoints, no Docker provider ---------------------------------------------------
 def test_entrypoints_are_web_websecure_and_gitlab_ssh():
     files = production().named("traefik-files")
     eps = yaml_file(files, STATIC_FILE)["entryPoints"]
     assert eps["web"]["address"] == ":80", files.urn
     assert eps["websecure"]["address"] == ":443", files.urn
     assert eps["gitlab-ssh"]["address"] == ":1023", files.urn
+
+
+def test_the_edge_reads_no_container_labels():
+    static = yaml_file(production().named("traefik-files"), STATIC_FILE)
+    assert set(static["providers"]) == {"file"}, "only files this program renders may define edge routes"
+
+
+def test_the_edge_holds_no_key_of_a_docker_daemon():
+    run = production()
+    files = bundle(run.named("traefik-files"))
+    assert not [p for p in files if "/certs/staging/" in p or p.endswith("key.pem")], sorted(files)
+    # ... and the files an earlier version installed there are removed.
+    for path in LEGACY_STAGING_CERTS:
+        assert f"remove={path}" in script_args(run.named("traefik-files"))
 
 
 def test_web_redirects_to_https_and_still_answers_the_http_challenge():
@@ -155,39 +192,102 @@ def test_nothing_listens_on_8080_and_the_api_is_not_insecure():
 
 def test_static_config_matches_the_review_app_contract():
     contract = pytest.importorskip("templates.review_app_contract")
-    static = yaml_file(production().named("traefik-files"), STATIC_FILE)
+    run = production()
+    static = yaml_file(run.named("traefik-files"), STATIC_FILE)
     for name, address in contract.ENTRYPOINT_ADDRESSES.items():
         assert static["entryPoints"][name]["address"] == address
-    docker = static["providers"]["docker"]
+    review = review_static(run)
+    assert review["entryPoints"][contract.REVIEW_ENTRYPOINT]["address"] == contract.REVIEW_ENTRYPOINT_ADDRESS
+    docker = review["providers"]["docker"]
     assert docker["exposedByDefault"] is contract.DOCKER_PROVIDER_EXPOSED_BY_DEFAULT
     assert docker["useBindPortIP"] is contract.DOCKER_PROVIDER_USE_BIND_PORT_IP
     assert docker["endpoint"] == f"{contract.DOCKER_ENDPOINT_SCHEME}192.168.88.3:{contract.DOCKER_ENDPOINT_PORT}"
     assert set(docker["tls"]) == set(contract.DOCKER_PROVIDER_TLS_KEYS)
-    dynamic = yaml_file(production().named("traefik-files"), ROUTES_FILE)
-    for middleware in contract.REVIEW_MIDDLEWARES:
-        assert middleware.removesuffix("@file") in dynamic["http"]["middlewares"]
 
 
-# -- providers ------------------------------------------------------------------------------
-def test_docker_provider_watches_staging_over_mutual_tls():
-    files = production().named("traefik-files")
-    docker = yaml_file(files, STATIC_FILE)["providers"]["docker"]
-    assert docker == {
+# -- the review forwarding router ---------------------------------------------------------------
+def test_review_hosts_are_forwarded_to_the_review_instance_with_the_wildcard_certificate():
+    http = yaml_file(production().named("traefik-files"), ROUTES_FILE)["http"]
+    router = http["routers"]["review-apps"]
+    assert router["entryPoints"] == ["websecure"]
+    assert router["rule"] == f"HostRegexp(`{review_host_regexp(HOSTNAMES)}`)"
+    assert router["tls"] == {"certResolver": "letsencrypt-dns",
+                             "domains": [{"main": "dev.company.ru", "sans": ["*.dev.company.ru"]}]}
+    assert http["services"]["review-apps"]["loadBalancer"]["servers"] == [{"url": "http://traefik-review:80"}]
+
+
+@pytest.mark.parametrize("host, forwarded", [
+    ("feature-login.dev.company.ru", True),
+    ("a.dev.company.ru", True),
+    ("x" * 63 + ".dev.company.ru", True),
+    ("dev.company.ru", False),
+    ("a.b.dev.company.ru", False),
+    ("gitlab.company.ru", False),
+    ("registry.company.ru", False),
+    ("company.ru", False),
+    ("-a.dev.company.ru", False),
+    ("a-.dev.company.ru", False),
+    ("x" * 64 + ".dev.company.ru", False),
+    ("a.dev.company.ru.evil.org", False),
+    ("a.devXcompany.ru", False),
+])
+def test_the_review_regexp_matches_one_label_under_the_review_domain_only(host, forwarded):
+    # Go's RE2 and Python agree on this subset (anchors, classes, bounded repetition).
+    assert bool(re.fullmatch(review_host_regexp(HOSTNAMES), host)) is forwarded
+
+
+# -- the review instance ----------------------------------------------------------------------
+def test_review_instance_watches_staging_over_mutual_tls_and_nothing_else():
+    review = review_static()
+    assert set(review["providers"]) == {"docker"}
+    assert review["providers"]["docker"] == {
         "endpoint": "tcp://192.168.88.3:2376",
-        "tls": {"ca": "/certs/staging/ca.pem", "cert": "/certs/staging/cert.pem", "key": "/certs/staging/key.pem"},
+        "tls": {"ca": "/certs/ca.pem", "cert": "/certs/cert.pem", "key": "/certs/key.pem"},
         "exposedByDefault": False,
         "useBindPortIP": True,
         "watch": True,
-    }, files.urn
+    }
+    assert "api" not in review and "certificatesResolvers" not in review
 
 
-def test_traefik_client_certificate_is_installed_for_the_docker_provider():
-    files = production().named("traefik-files")
+def test_review_instance_has_one_plain_entrypoint_trusting_only_the_edges_network():
+    eps = review_static()["entryPoints"]
+    assert set(eps) == {"review", "ping"}
+    assert eps["review"] == {"address": ":80", "forwardedHeaders": {"trustedIPs": [REVIEW_SUBNET]}}
+    assert eps["ping"]["address"].startswith("127.0.0.1:")
+
+
+def test_review_instance_uses_the_staging_domains_client_certificate():
+    files = production().named("traefik-review-files")
     sent = bundle(files)
-    assert sent["/srv/traefik/certs/staging/ca.pem"] == (0o444, fake_pem("CERTIFICATE", "docker-ca-ca-cert"))
-    assert sent["/srv/traefik/certs/staging/cert.pem"] == (0o444, fake_pem("CERTIFICATE", "docker-ca-client-traefik-cert"))
-    assert sent["/srv/traefik/certs/staging/key.pem"] == (0o400, fake_pem("EC PRIVATE KEY", "docker-ca-client-traefik-key"))
+    assert sent["/srv/traefik/review/certs/ca.pem"] == (0o444, fake_pem("CERTIFICATE", "docker-staging-ca-ca-cert"))
+    assert sent["/srv/traefik/review/certs/cert.pem"] == (0o444, fake_pem("CERTIFICATE", "docker-staging-ca-client-review-traefik-cert"))
+    assert sent["/srv/traefik/review/certs/key.pem"] == (0o400, fake_pem("EC PRIVATE KEY", "docker-staging-ca-client-review-traefik-key"))
     assert files.secret("stdin"), f"{files.urn}: the client key must travel in secret stdin"
+
+
+def test_review_container_publishes_nothing_and_sits_on_the_internal_and_egress_networks():
+    run = production()
+    container = run.named("traefik-review-container")
+    assert container.plain["name"] == "traefik-review"
+    assert not container.plain.get("ports"), container.urn
+    networks = {n["name"]: n.get("aliases", []) for n in container.plain["networksAdvanced"]}
+    assert networks == {"delivery-review": ["traefik-review"], "delivery-review-egress": []}
+    review_net = run.named("review-network")
+    assert review_net.plain["internal"] is True
+    assert review_net.plain["ipamConfigs"] == [{"subnet": REVIEW_SUBNET}]
+
+
+def test_edge_is_on_its_own_network_and_the_internal_one():
+    container = production().named("traefik-container")
+    assert {n["name"] for n in container.plain["networksAdvanced"]} == {"delivery-edge", "delivery-review"}
+
+
+def test_another_watched_daemon_replaces_the_review_container():
+    before = production()
+    after = production(reviewAppsDaemon={"name": "staging", "address": "192.168.88.4"})
+    assert container_labels(before.named("traefik-review-container"))[STATIC_HASH_LABEL] != \
+        container_labels(after.named("traefik-review-container"))[STATIC_HASH_LABEL]
 
 
 def test_file_provider_watches_the_dynamic_folder_the_container_mounts():
@@ -207,6 +307,7 @@ def test_acme_resolver_uses_lets_encrypt_and_a_600_acme_json():
     assert acme["email"] == "mail@company.ru"
     assert acme["caServer"] == "https://acme-v02.api.letsencrypt.org/directory"
     assert acme["storage"] == "/letsencrypt/acme.json"
+    assert "caCertificates" not in acme
     # Created empty with mode 600 when missing, never overwritten (Traefik owns its content).
     assert "ensure=/srv/traefik/letsencrypt/acme.json:0600" in script_args(files), files.urn
     assert "/srv/traefik/letsencrypt/acme.json" not in bundle(files)
@@ -214,13 +315,42 @@ def test_acme_resolver_uses_lets_encrypt_and_a_600_acme_json():
     assert mount["hostPath"] == "/srv/traefik/letsencrypt" and not mount.get("readOnly")
 
 
-def test_acme_staging_switches_the_ca_and_the_state_file():
+def test_acme_staging_switches_only_the_wildcard_certificate():
     files = production(acmeStaging="true").named("traefik-files")
     resolvers = yaml_file(files, STATIC_FILE)["certificatesResolvers"]
+    assert resolvers["letsencrypt-dns"]["acme"]["caServer"] == "https://acme-staging-v02.api.letsencrypt.org/directory"
+    assert resolvers["letsencrypt-dns"]["acme"]["storage"] == "/letsencrypt/acme-staging.json"
+    # GitLab, the registry and the apps keep certificates every client trusts.
+    assert resolvers["letsencrypt"]["acme"]["caServer"] == "https://acme-v02.api.letsencrypt.org/directory"
+    assert resolvers["letsencrypt"]["acme"]["storage"] == "/letsencrypt/acme.json"
+    args = script_args(files)
+    assert "ensure=/srv/traefik/letsencrypt/acme-staging.json:0600" in args
+    assert "ensure=/srv/traefik/letsencrypt/acme.json:0600" in args
+
+
+def test_acme_server_and_ca_certificate_apply_to_every_resolver():
+    run = production(acmeServer="https://ca.internal.example:9000/acme/acme/directory", acmeCaCertificate=ACME_CA)
+    files = run.named("traefik-files")
+    resolvers = yaml_file(files, STATIC_FILE)["certificatesResolvers"]
     for name in ("letsencrypt", "letsencrypt-dns"):
-        assert resolvers[name]["acme"]["caServer"] == "https://acme-staging-v02.api.letsencrypt.org/directory", name
-        assert resolvers[name]["acme"]["storage"] == "/letsencrypt/acme-staging.json", name
-    assert "ensure=/srv/traefik/letsencrypt/acme-staging.json:0600" in script_args(files)
+        acme = resolvers[name]["acme"]
+        assert acme["caServer"] == "https://ca.internal.example:9000/acme/acme/directory", name
+        assert acme["caCertificates"] == ["/certs/acme-ca.pem"], name
+        assert re.fullmatch(r"/letsencrypt/acme-[0-9a-f]{12}\.json", acme["storage"]), name
+    assert bundle(files)["/srv/traefik/certs/acme-ca.pem"] == (0o444, ACME_CA)
+
+
+def test_a_new_acme_ca_certificate_restarts_the_edge():
+    a = production(acmeCaCertificate=ACME_CA).named("traefik-container")
+    b = production(acmeCaCertificate=ca_certificate_pem("another ACME CA")).named("traefik-container")
+    assert container_labels(a)[STATIC_HASH_LABEL] != container_labels(b)[STATIC_HASH_LABEL]
+
+
+def test_dns_resolvers_and_propagation_check_reach_the_dns_challenge():
+    files = production(dnsResolvers=["192.0.2.53", "192.0.2.54:5353"], dnsPropagationCheck="false").named("traefik-files")
+    challenge = yaml_file(files, STATIC_FILE)["certificatesResolvers"]["letsencrypt-dns"]["acme"]["dnsChallenge"]
+    assert challenge["resolvers"] == ["192.0.2.53:53", "192.0.2.54:5353"]
+    assert challenge["propagation"]["disableChecks"] is True
 
 
 def test_access_log_is_written_under_srv_traefik_logs():
@@ -228,6 +358,7 @@ def test_access_log_is_written_under_srv_traefik_logs():
     static = yaml_file(run.named("traefik-files"), STATIC_FILE)
     assert static["accessLog"]["filePath"] == "/logs/access.log"
     assert container_volumes(run.named("traefik-container"))["/logs"]["hostPath"] == "/srv/traefik/logs"
+    assert container_volumes(run.named("traefik-review-container"))["/logs"]["hostPath"] == "/srv/traefik/review/logs"
 
 
 # -- routes -------------------------------------------------------------------------------------
@@ -321,16 +452,24 @@ def test_a_dynamic_config_change_reloads_without_restart():
     assert bundle(base.named("traefik-files"))[ROUTES_FILE] != bundle(changed.named("traefik-files"))[ROUTES_FILE]
 
 
-# -- container ----------------------------------------------------------------------------------
-def test_container_runs_the_pinned_image_on_the_traefik_host():
+# -- containers ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("prefix, name", [("traefik", "traefik"), ("traefik-review", "traefik-review")])
+def test_containers_run_the_pinned_image_on_the_traefik_host(prefix, name):
     run = production()
-    image = run.named("traefik-image")
-    container = run.named("traefik-container")
+    image = run.named(f"{prefix}-image")
+    container = run.named(f"{prefix}-container")
     assert image.plain["name"] == "traefik:v3.6.15"
     assert container.plain["image"].startswith("sha256:"), f"{container.urn}: use RemoteImage.image_id"
     assert container.provider.startswith(run.named("production-docker").urn), container.urn
-    assert container.plain["name"] == "traefik" and container.delete_before_replace
+    assert container.plain["name"] == name and container.delete_before_replace
     assert container.plain["restart"] == "always"
+
+
+def test_edge_component_keeps_the_urns_of_the_single_traefik_it_replaces():
+    edge = production().named("traefik")
+    assert edge.type == "delivery:traefik:EdgeTraefik"
+    run = production()
+    assert run.named("traefik-container").parent == run.named("traefik").urn
 
 
 def test_container_health_check_uses_the_ping_entrypoint():
@@ -353,6 +492,7 @@ def test_container_waits_for_its_files():
     container = run.named("traefik-container")
     assert run.named("traefik-files").urn in container.dependencies
     assert run.named("wildcard-certificate-credentials").urn in container.dependencies
+    assert run.named("traefik-review-files").urn in run.named("traefik-review-container").dependencies
 
 
 def test_traefik_is_placed_on_the_host_with_the_traefik_role():
@@ -362,11 +502,12 @@ def test_traefik_is_placed_on_the_host_with_the_traefik_role():
         {"name": "services", "address": "192.168.88.2", "roles": ["gitlab"]},
     ]
     run = production(hosts=hosts)
-    container = run.named("traefik-container")
-    assert container.provider.startswith(run.named("edge-docker").urn), container.urn
+    for name in ("traefik-container", "traefik-review-container"):
+        assert run.named(name).provider.startswith(run.named("edge-docker").urn), name
     assert run.named("traefik-files").plain["connection"]["host"] == "192.168.88.9"
 
 
 def test_no_traefik_in_a_stack_without_the_traefik_role(staging_run):
-    assert not staging_run.of_type("delivery:traefik:Traefik")
+    assert not staging_run.of_type("delivery:traefik:EdgeTraefik")
+    assert not staging_run.of_type("delivery:traefik:ReviewTraefik")
     assert not staging_run.of_type("delivery:services:GitLabServer")

@@ -45,7 +45,7 @@ def test_traefik_method_adds_a_dns01_resolver_with_the_lego_provider():
 
 def test_traefik_method_requests_dev_and_star_dev_from_the_dns_resolver():
     files = production().named("traefik-files")
-    router = yaml_file(files, ROUTES_FILE)["http"]["routers"]["wildcard-certificate"]
+    router = yaml_file(files, ROUTES_FILE)["http"]["routers"]["review-apps"]
     assert router["tls"] == {
         "certResolver": "letsencrypt-dns",
         "domains": [{"main": "dev.company.ru", "sans": ["*.dev.company.ru"]}],
@@ -75,7 +75,7 @@ def test_a_credentials_change_replaces_traefik_through_a_secret_trigger():
     trigger = container.replacement_trigger
     assert trigger is not None, f"{container.urn}: lego reads credentials at start"
     assert is_secret_value(trigger), f"{container.urn}: the trigger carries the credentials, as a secret"
-    assert unwrap(trigger) == {"CF_DNS_API_TOKEN": DNS_API_TOKEN}
+    assert unwrap(trigger) == [{"CF_DNS_API_TOKEN": DNS_API_TOKEN}, None]
     other = production(dnsCredentials={"CF_DNS_API_TOKEN": "another-token-value"}).named("traefik-container")
     assert other.replacement_trigger != trigger
     assert other.plain == container.plain, "no label or env carries the credentials"

@@ -54,19 +54,27 @@ MASKABLE = re.compile(r"^[A-Za-z0-9+/=@:.~_-]{8,}$")
 SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|PASS|KEY|CREDENTIAL|PRIVATE|AUTH)", re.IGNORECASE)
 
 TOKEN_COMMAND = "pulumi config set --secret delivery:gitlabToken <token>"
+#: Environment scope of secret CI variables unless `ciSecretEnvironmentScope` says otherwise.
+DEFAULT_SECRET_SCOPE = "production"
 
 
 @dataclass(frozen=True)
 class RunnerScope:
-    """Where runners are created: a project (by path) or a group (by full path)."""
+    """Where runners are created: a project (by path) or a group (by full path); a project
+    runner is also enabled in `also_projects` (the infrastructure project, other apps)."""
 
     kind: str
     """`project` or `group`."""
     path: str
+    also_projects: tuple[str, ...] = ()
 
     @property
     def runner_type(self) -> str:
         return f"{self.kind}_type"
+
+    @property
+    def projects(self) -> tuple[str, ...]:
+        return (self.path, *self.also_projects) if self.kind == "project" else ()
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,8 @@ DEFAULT_RUNNERS: dict[str, RunnerSettings] = {
         maximum_timeout=3600,
         volumes=("/var/run/docker.sock:/var/run/docker.sock", "/cache"),
         mounts=(("/srv", "/srv"),),
+        # Locked to the projects it is enabled in: nobody can enable it for another project.
+        locked=True,
     ),
     "staging-runner": RunnerSettings(
         role="staging-runner",
@@ -248,17 +258,27 @@ def _parse_runner(r: ConfigReader, role: str, raw: Any) -> Optional[RunnerSettin
 
 
 def _parse_scope(r: ConfigReader, raw: Any) -> Optional[RunnerScope]:
-    obj = check_object(r, "runnerScope", raw, ("project", "group"))
+    obj = check_object(r, "runnerScope", raw, ("project", "projects", "group"))
     if obj is None:
         return None
-    if len([k for k in ("project", "group") if k in obj]) != 1:
-        r.error("runnerScope", "expected exactly one of project (a project path such as group/app) or group (a group path)")
+    if len([k for k in ("project", "projects", "group") if k in obj]) != 1:
+        r.error("runnerScope", "expected exactly one of project (a project path such as group/app), "
+                "projects (a list of project paths) or group (a group path)")
         return None
+    if "group" in obj:
+        path = check_string(r, "runnerScope.group", obj["group"], pattern=GROUP_PATH, expected="a group path such as group or group/subgroup")
+        return RunnerScope("group", path) if path else None
     if "project" in obj:
         path = check_string(r, "runnerScope.project", obj["project"], pattern=PROJECT_PATH, expected="a project path such as group/app")
         return RunnerScope("project", path) if path else None
-    path = check_string(r, "runnerScope.group", obj["group"], pattern=GROUP_PATH, expected="a group path such as group or group/subgroup")
-    return RunnerScope("group", path) if path else None
+    paths = check_list(r, "runnerScope.projects", obj["projects"],
+                       lambda p, v: check_string(r, p, v, pattern=PROJECT_PATH, expected="a project path such as group/app"))
+    if paths is None:
+        return None
+    if not paths or len(set(paths)) != len(paths):
+        r.error("runnerScope.projects", "expected one or more distinct project paths")
+        return None
+    return RunnerScope("project", paths[0], tuple(paths[1:]))
 
 
 def _plain_variable(r: ConfigReader, name: str, raw: Any, scope: str) -> Optional[CiVariable]:
@@ -310,21 +330,13 @@ def _secret_variable(r: ConfigReader, key: str, name: str, value: pulumi.Output[
     )
 
 
-def _dns_token(r: ConfigReader, services: Optional[ServicesConfig], scope: str) -> Optional[CiVariable]:
-    """DNS_PROVIDER_API_TOKEN: `dnsProviderApiToken` if set, else the one entry of the
-    services' `dnsCredentials` whose name says token (e.g. CF_DNS_API_TOKEN, auth_token)."""
-    name = "DNS_PROVIDER_API_TOKEN"
+def _dns_token(r: ConfigReader, scope: str) -> Optional[CiVariable]:
+    """DNS_PROVIDER_API_TOKEN, only when `dnsProviderApiToken` is set: the DNS zone's token opens
+    every record of the domain, so the application project gets it only when asked for."""
     explicit = r.secret_string("dnsProviderApiToken")
-    if explicit is not None:
-        return _secret_variable(r, "dnsProviderApiToken", name, explicit, _known_secret(r, "dnsProviderApiToken"), scope)
-    creds = services.wildcard.dns_credentials if services is not None else None
-    if not creds:
+    if explicit is None:
         return None
-    tokens = [k for k in creds if "token" in k.lower()]
-    if len(tokens) != 1:
-        return None
-    known = json.loads(_known_secret(r, "dnsCredentials") or "{}").get(tokens[0])
-    return _secret_variable(r, f"dnsCredentials.{tokens[0]}", name, creds[tokens[0]], known, scope)
+    return _secret_variable(r, "dnsProviderApiToken", "DNS_PROVIDER_API_TOKEN", explicit, _known_secret(r, "dnsProviderApiToken"), scope)
 
 
 def _parse_ci(r: ConfigReader, platform: Optional[PlatformConfig], services: Optional[ServicesConfig], token_set: bool) -> Optional[CiConfig]:
@@ -332,7 +344,11 @@ def _parse_ci(r: ConfigReader, platform: Optional[PlatformConfig], services: Opt
     scope = r.string("ciEnvironmentScope", default="*", pattern=ENVIRONMENT_SCOPE, expected="an environment scope such as * or production") or "*"
     raw_plain = r.structured("ciVariables", expected="an object NAME: value or NAME: {value, masked, protected, raw, hidden, environmentScope, description}")
     secret_map = r.secret_map("ciSecretVariables")
-    dns_token = _dns_token(r, services, scope)
+    # Secret variables reach only jobs of this environment (deploy jobs on the production runner):
+    # never review jobs, which run on the shared staging runner.
+    secret_scope = r.string("ciSecretEnvironmentScope", default=DEFAULT_SECRET_SCOPE, pattern=ENVIRONMENT_SCOPE,
+                            expected="an environment scope such as production") or DEFAULT_SECRET_SCOPE
+    dns_token = _dns_token(r, secret_scope)
     email = services.traefik.acme_email if services is not None else None
     if project is None:
         for key, present in (("ciVariables", raw_plain), ("ciSecretVariables", secret_map)):
@@ -368,17 +384,11 @@ def _parse_ci(r: ConfigReader, platform: Optional[PlatformConfig], services: Opt
             if raw_plain and name in raw_plain:
                 r.error(f"ciSecretVariables.{name}", "is also set in ciVariables; set it in one of them")
                 continue
-            v = _secret_variable(r, "ciSecretVariables", name, value, known.get(name), scope)
+            v = _secret_variable(r, "ciSecretVariables", name, value, known.get(name), secret_scope)
             if v is not None:
                 variables[name] = v
 
     if token_set:
-        if "DNS_PROVIDER_API_TOKEN" not in variables:
-            r.error(
-                "dnsProviderApiToken",
-                "missing; the application project's CI needs DNS_PROVIDER_API_TOKEN: set it with "
-                "`pulumi config set --secret`, or give dnsCredentials exactly one entry whose name contains 'token'",
-            )
         if "LETSENCRYPT_EMAIL" not in variables:
             r.error("acmeEmail", "missing; the application project's CI needs LETSENCRYPT_EMAIL: expected an e-mail address")
     return CiConfig(project=project, environment_scope=scope, variables=tuple(variables[k] for k in sorted(variables)))
@@ -411,8 +421,10 @@ def parse_gitlab(r: ConfigReader, platform: Optional[PlatformConfig], services: 
         overrides = obj or {}
 
     ci = _parse_ci(r, platform, services, token is not None)
+    infra = r.string("infraProject", pattern=PROJECT_PATH, expected="the path of this infrastructure project, such as group/delivery")
     if scope is None and raw_scope is None and ci is not None:
-        scope = RunnerScope("project", ci.project)
+        # The application's pipeline and this project's own (.gitlab-ci.yml needs both runners).
+        scope = RunnerScope("project", ci.project, (infra,) if infra and infra != ci.project else ())
 
     runners: list[RunnerSettings] = []
     if platform is not None:
@@ -427,7 +439,17 @@ def parse_gitlab(r: ConfigReader, platform: Optional[PlatformConfig], services: 
             if role in RUNNER_ROLES and role not in roles:
                 r.error(f"runners.{role}", f"no host of this stack has the role {role!r}")
         if token is not None and roles and scope is None:
-            r.error("runnerScope", "missing; expected {project: <group/app>} or {group: <group>} (or set ciProject): where the runners are created")
+            r.error("runnerScope", "missing; expected {project: <group/app>}, {projects: [...]} or {group: <group>} (or set ciProject): where the runners are created")
+        if scope is not None and scope.also_projects:
+            for settings in runners:
+                if settings.locked:
+                    # POST /projects/:id/runners answers 403 for a locked runner.
+                    r.error(
+                        f"runners.{settings.role}.locked",
+                        f"a locked runner cannot be enabled in other projects ({', '.join(scope.also_projects)}): "
+                        "use runnerScope {group: <group>} (a group runner serves only that group's projects), "
+                        "or set locked: false",
+                    )
     if len(r.errors) != before or version is None or image is None:
         return None
     return GitLabConfig(

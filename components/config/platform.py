@@ -72,11 +72,13 @@ class DaemonIdentity:
     name: str
     address: str
     dns_names: tuple[str, ...] = ()
+    port: int = 2376
+    """The port clients dial for its Docker API (`dockerPort` of that host)."""
 
     @property
     def docker_endpoint(self) -> str:
         host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"tcp://{host}:2376"
+        return f"tcp://{host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class DockerTlsConfig:
     ca_validity_hours: int = 10 * 365 * 24
     cert_validity_hours: int = 365 * 24
     early_renewal_hours: int = 30 * 24
-    clients: tuple[str, ...] = ("operator", "traefik")
+    clients: tuple[str, ...] = ("operator",)
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ class PlatformConfig:
         """The Docker daemon Traefik watches for review apps, wherever it is managed."""
         host = self.host_with("review-apps")
         if host is not None:
-            return DaemonIdentity(host.name, host.address, host.dns_names)
+            return DaemonIdentity(host.name, host.address, host.dns_names, host.docker_port)
         return self.review_apps_daemon
 
 
@@ -177,17 +179,18 @@ def _parse_host(r: ConfigReader, path: str, value: Any) -> Optional[HostConfig]:
 
 
 def _parse_daemon(r: ConfigReader, key: str, value: Any) -> Optional[DaemonIdentity]:
-    obj = check_object(r, key, value, ("name", "address", "dnsNames"))
+    obj = check_object(r, key, value, ("name", "address", "dnsNames", "dockerPort"))
     if obj is None:
         return None
     before = len(r.errors)
     name = check_string(r, f"{key}.name", obj.get("name", "staging"), pattern=DNS_LABEL, expected="a lower-case DNS label")
     address = check_ip(r, f"{key}.address", obj.get("address"))
     dns_names = check_list(r, f"{key}.dnsNames", obj.get("dnsNames", []), lambda p, v: check_domain(r, p, v))
+    port = check_int(r, f"{key}.dockerPort", obj.get("dockerPort", 2376), minimum=1, maximum=65535)
     if len(r.errors) != before:
         return None
-    assert name and address and dns_names is not None
-    return DaemonIdentity(name=name, address=address, dns_names=tuple(dns_names))
+    assert name and address and dns_names is not None and port
+    return DaemonIdentity(name=name, address=address, dns_names=tuple(dns_names), port=port)
 
 
 def parse_platform(r: ConfigReader, stack: str) -> Optional[PlatformConfig]:
@@ -231,7 +234,7 @@ def parse_platform(r: ConfigReader, stack: str) -> Optional[PlatformConfig]:
         if tls.cert_validity_hours > tls.ca_validity_hours:
             r.error("dockerCertValidityHours", f"must not exceed dockerCaValidityHours ({tls.ca_validity_hours})")
 
-    raw_daemon = r.structured("reviewAppsDaemon", expected="an object {name, address, dnsNames}")
+    raw_daemon = r.structured("reviewAppsDaemon", expected="an object {name, address, dnsNames, dockerPort}")
     review_daemon = _parse_daemon(r, "reviewAppsDaemon", raw_daemon) if raw_daemon is not None else None
 
     if hosts is not None:

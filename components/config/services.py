@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import pulumi
+from cryptography import x509
 
 from .platform import PlatformConfig
 from .reader import (
@@ -46,6 +47,13 @@ LEXICON_OPTION = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 HTPASSWD_LINE = re.compile(r"^[^:\s]+:\S+$")
 APP_URL = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?/?$")
 PRODUCTION_APP_KEYS = ("name", "host", "url")
+
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+ACME_URL = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%-]*)?\Z")
+#: lego's provider that runs a script (`dnsExecScript`): present/cleanup <fqdn> <value>.
+EXEC_PROVIDER = "exec"
+RESOLVER = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?\Z")
 
 #: The label of the review-app domain: review apps are <branch>.dev.<domain>.
 REVIEW_SUBDOMAIN = "dev"
@@ -98,15 +106,34 @@ class GitLabSettings:
     shm_size_mb: int = 256
     root_password: Optional[pulumi.Output[str]] = None
     """Initial password of `root` (secret); required on the stack with the gitlab role."""
+    ready_timeout_seconds: int = 900
+    """How long the readiness gate waits for GitLab (`gitlabReadyTimeoutSeconds`)."""
+
+
+@dataclass(frozen=True)
+class AcmeSettings:
+    """The ACME CA(s) the certificates come from."""
+
+    server: str = LETS_ENCRYPT
+    """Directory URL of every certificate's CA (`acmeServer`)."""
+    staging_wildcard: bool = False
+    """`acmeStaging`: the wildcard certificate (only) from Let's Encrypt's staging CA, as the
+    seed started letsencrypt-dns; GitLab, the registry and the apps keep trusted certificates."""
+    ca_certificate: Optional[str] = None
+    """PEM bundle of a CA that is not publicly trusted (`acmeCaCertificate`): Traefik and
+    dnsrobocert trust it for the ACME server, and every client of GitLab trusts it."""
+
+    @property
+    def wildcard_server(self) -> str:
+        return LETS_ENCRYPT_STAGING if self.staging_wildcard else self.server
 
 
 @dataclass(frozen=True)
 class TraefikSettings:
     version: str = DEFAULT_TRAEFIK_VERSION
-    """traefik image tag, v3.6.1 or later."""
+    """traefik image tag, v3.6.15 or later."""
     acme_email: Optional[str] = None
-    acme_staging: bool = False
-    """Use Let's Encrypt's staging CA (untrusted certificates, generous rate limits)."""
+    acme: AcmeSettings = AcmeSettings()
     dashboard_users: Optional[pulumi.Output[str]] = None
     """htpasswd lines (secret); the dashboard exists only when set."""
     production_apps: tuple[ProductionApp, ...] = ()
@@ -122,6 +149,12 @@ class WildcardSettings:
     """lego environment variables or Lexicon provider options, each value secret."""
     propagation_seconds: Optional[int] = None
     """Wait this long for the TXT record to propagate (slow DNS providers)."""
+    resolvers: tuple[str, ...] = ()
+    """`dnsResolvers`: host:port of the resolvers lego checks the TXT record with."""
+    propagation_check: bool = True
+    """`dnsPropagationCheck`: false skips lego's check (a DNS that answers no SOA, e.g. a test DNS)."""
+    exec_script: Optional[pulumi.Output[str]] = None
+    """`dnsExecScript` (secret): the script lego's `exec` provider runs (dnsProvider exec)."""
     dnsrobocert_version: str = DEFAULT_DNSROBOCERT_VERSION
 
 
@@ -164,6 +197,43 @@ def _secret_lines(r: ConfigReader, key: str) -> Optional[pulumi.Output[str]]:
         r.error(key, f"expected htpasswd lines 'user:hash', e.g. from `htpasswd -nbB user password`{where} (the value is not shown)")
         return None
     return value
+
+
+def _acme(r: ConfigReader) -> AcmeSettings:
+    server = r.string("acmeServer", default=LETS_ENCRYPT, pattern=ACME_URL, expected="an https:// ACME directory URL")
+    staging = r.boolean("acmeStaging", default=False)
+    if staging and server != LETS_ENCRYPT:
+        r.error("acmeStaging", "switches the wildcard certificate to Let's Encrypt's staging CA; with acmeServer set, "
+                "leave it unset (acmeServer decides the CA of every certificate)")
+    pem = r.string("acmeCaCertificate", expected="PEM certificates of the ACME CA")
+    if pem is not None:
+        try:
+            certs = x509.load_pem_x509_certificates(pem.encode())
+        except ValueError:
+            certs = []
+        if not certs or any(not _is_ca(c) for c in certs):
+            r.error("acmeCaCertificate", "expected PEM CA certificates (BEGIN CERTIFICATE, basicConstraints CA:true)")
+            pem = None
+        else:
+            pem = pem.strip() + "\n"
+    return AcmeSettings(server=server or LETS_ENCRYPT, staging_wildcard=staging, ca_certificate=pem)
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _resolvers(r: ConfigReader) -> tuple[str, ...]:
+    raw = r.structured("dnsResolvers", expected="a list of resolvers host:port")
+    if raw is None:
+        return ()
+    parsed = check_list(r, "dnsResolvers", raw, lambda p, v: check_string(r, p, v, pattern=RESOLVER, expected="a resolver such as 1.1.1.1:53"))
+    if parsed is None:
+        return ()
+    return tuple(v if re.fullmatch(r".*:[0-9]{1,5}", v) and not v.endswith("]") else f"{v}:53" for v in parsed)
 
 
 def _root_password(r: ConfigReader, required: bool) -> Optional[pulumi.Output[str]]:
@@ -251,28 +321,44 @@ def parse_services(r: ConfigReader, platform: Optional[PlatformConfig]) -> Optio
         version=r.string("gitlabVersion", default=DEFAULT_GITLAB_VERSION, pattern=GITLAB_VERSION, expected="a gitlab/gitlab-ce tag such as 18.5.1-ce.0"),
         shm_size_mb=r.integer("gitlabShmSize", default=256, minimum=64, maximum=65536),
         root_password=_root_password(r, required=runs_gitlab),
+        ready_timeout_seconds=r.integer("gitlabReadyTimeoutSeconds", default=900, minimum=30, maximum=7200),
     )
 
     acme_email = r.string("acmeEmail", required=runs_traefik, pattern=EMAIL, expected="an e-mail address for Let's Encrypt")
     traefik = TraefikSettings(
         version=_traefik_version(r),
         acme_email=acme_email,
-        acme_staging=r.boolean("acmeStaging", default=False),
+        acme=_acme(r),
         dashboard_users=_secret_lines(r, "traefikDashboardUsers"),
         production_apps=_production_apps(r, hostnames),
     )
 
     method = r.string("wildcardMethod", default="traefik", choices=WILDCARD_METHODS)
+    provider = r.string("dnsProvider", required=runs_traefik, pattern=DNS_PROVIDER, expected="a DNS provider name such as cloudflare (lego's for wildcardMethod traefik, Lexicon's for dnsrobocert)")
+    exec_script = r.secret_string("dnsExecScript")
+    if provider == EXEC_PROVIDER and method != "dnsrobocert" and exec_script is None and runs_traefik:
+        r.error("dnsExecScript", "missing; dnsProvider exec runs this script (lego's exec provider: present|cleanup <fqdn> <value>)")
+    if exec_script is not None and (provider != EXEC_PROVIDER or method == "dnsrobocert"):
+        r.error("dnsExecScript", "is only used with dnsProvider exec and wildcardMethod traefik")
     wildcard = WildcardSettings(
         method=method or "traefik",
-        dns_provider=r.string("dnsProvider", required=runs_traefik, pattern=DNS_PROVIDER, expected="a DNS provider name such as cloudflare (lego's for wildcardMethod traefik, Lexicon's for dnsrobocert)"),
-        dns_credentials=_dns_credentials(r, method, required=runs_traefik),
+        dns_provider=provider,
+        dns_credentials=_dns_credentials(r, method, required=runs_traefik and provider != EXEC_PROVIDER),
         propagation_seconds=r.integer("dnsPropagationSeconds", minimum=0, maximum=7200),
+        resolvers=_resolvers(r),
+        propagation_check=r.boolean("dnsPropagationCheck", default=True),
+        exec_script=exec_script,
         dnsrobocert_version=r.string("dnsrobocertVersion", default=DEFAULT_DNSROBOCERT_VERSION, pattern=DNSROBOCERT_VERSION, expected="a dnsrobocert version such as 3.26.1"),
     )
+    if method == "dnsrobocert" and wildcard.resolvers:
+        r.error("dnsResolvers", "is used by wildcardMethod traefik (lego) only; dnsrobocert checks propagation itself")
 
-    if runs_traefik and platform is not None and "traefik" not in platform.tls.clients:
-        r.error("dockerClients", "must include 'traefik' on the stack with the traefik role: Traefik reads Staging's Docker daemon with that client certificate")
+    if platform is not None and "traefik" in platform.tls.clients:
+        r.error(
+            "dockerClients",
+            "'traefik' is no longer a client of the production CA: the review Traefik's certificate is issued by "
+            "the staging CA and opens the review-app daemon only (docs/services.md, 'Trust domains'); remove it",
+        )
 
     if hostnames is None or len(r.errors) != before:
         return None

@@ -32,7 +32,8 @@ import tomli_w
 
 from ..config import HostConfig
 from ..config.gitlab import RunnerScope, RunnerSettings
-from ..host.remote_script import run_script
+from ..host.host_files import install_files
+from ..host.remote_script import FileSpec, run_script
 
 SCRIPTS = Path(__file__).parent / "scripts"
 CONFIG_DIR = "/srv/gitlab-runner/config"
@@ -42,6 +43,9 @@ DOCKER_SOCK = "/var/run/docker.sock"
 RUNNER_IMAGE = "gitlab/gitlab-runner"
 CONTAINER_NAME = "gitlab-runner"
 CONFIG_HASH_LABEL = "delivery.gitlab-runner.config-sha256"
+ACME_CA_FILE = f"{CONFIG_DIR}/certs/acme-ca.pem"
+IN_ACME_CA_FILE = "/etc/gitlab-runner/certs/acme-ca.pem"
+DOCKER_CERTS_D = "/etc/docker/certs.d"
 #: Pull job images every time (tags move), fall back to the local copy if the registry is down.
 PULL_POLICY = ["always", "if-not-present"]
 
@@ -71,12 +75,19 @@ class GitLabRunnerArgs:
     host_ready: Sequence[pulumi.Resource] = field(default_factory=tuple)
     """What must exist on the host first (DockerHost.setup: the /srv layout)."""
     gitlab_ready: Sequence[pulumi.Resource] = field(default_factory=tuple)
-    """What must exist before the GitLab API is asked anything (the GitLab server)."""
+    """What must exist before the GitLab API is asked anything (the GitLab readiness gate)."""
+    acme_ca_pem: Optional[str] = None
+    """The ACME CA when it is not publicly trusted (`acmeCaCertificate`): the runner trusts it
+    for GitLab (`tls-ca-file`), and the host's Docker for the registry (certs.d)."""
+    registry_host: Optional[str] = None
+    """registry.<domain>: the host's Docker trusts `acme_ca_pem` for it."""
 
 
-def runner_config(settings: RunnerSettings, name: str, url: str, token: str, default_image: str) -> dict[str, Any]:
+def runner_config(
+    settings: RunnerSettings, name: str, url: str, token: str, default_image: str, tls_ca_file: Optional[str] = None
+) -> dict[str, Any]:
     """config.toml as data (gitlab-runner's advanced configuration)."""
-    return {
+    config = {
         "concurrent": settings.concurrent,
         "check_interval": settings.check_interval,
         "shutdown_timeout": 0,
@@ -102,16 +113,24 @@ def runner_config(settings: RunnerSettings, name: str, url: str, token: str, def
             }
         ],
     }
+    if tls_ca_file is not None:
+        # The runner trusts it for GitLab and hands it to jobs (CI_SERVER_TLS_CA_FILE).
+        config["runners"][0]["tls-ca-file"] = tls_ca_file
+    return config
 
 
-def render_config(settings: RunnerSettings, name: str, url: str, token: str, default_image: str) -> str:
-    return tomli_w.dumps(runner_config(settings, name, url, token, default_image))
+def render_config(
+    settings: RunnerSettings, name: str, url: str, token: str, default_image: str, tls_ca_file: Optional[str] = None
+) -> str:
+    return tomli_w.dumps(runner_config(settings, name, url, token, default_image, tls_ca_file))
 
 
-def config_fingerprint(settings: RunnerSettings, name: str, url: str, runner_id: str, default_image: str) -> str:
+def config_fingerprint(
+    settings: RunnerSettings, name: str, url: str, runner_id: str, default_image: str, tls_ca_file: Optional[str] = None
+) -> str:
     """SHA-256 of config.toml with the runner's ID where its token goes: changes with the
     file and with the runner, reveals nothing about the token."""
-    text = render_config(settings, name, url, f"runner-id:{runner_id}", default_image)
+    text = render_config(settings, name, url, f"runner-id:{runner_id}", default_image, tls_ca_file)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -155,13 +174,39 @@ class GitLabRunner(pulumi.ComponentResource):
                 replacement_trigger=args.token_rotation,
             ),
         )
+        # A project runner serves further projects (this infrastructure project...) once enabled there.
+        for extra in args.scope.also_projects:
+            gitlab.ProjectRunnerEnablement(
+                f"{name}-in-{extra.replace('/', '-').replace('.', '-')}",
+                project=extra,
+                runner_id=self.user_runner.id.apply(int),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
         # Mocks (and pulumi import) do not apply additional_secret_outputs: wrap explicitly.
         token = pulumi.Output.secret(self.user_runner.token)
         url = pulumi.Output.from_input(args.gitlab_url)
 
+        ca_file = IN_ACME_CA_FILE if args.acme_ca_pem is not None else None
         config_toml = pulumi.Output.secret(
-            pulumi.Output.all(url, token).apply(lambda v: render_config(s, runner_name, v[0], v[1], args.default_image))
+            pulumi.Output.all(url, token).apply(lambda v: render_config(s, runner_name, v[0], v[1], args.default_image, ca_file))
         )
+        trust: list[pulumi.Resource] = []
+        if args.acme_ca_pem is not None:
+            trust_files = [FileSpec(ACME_CA_FILE, 0o444, args.acme_ca_pem)]
+            if args.registry_host is not None:
+                # `docker login/pull/push registry.<domain>` by jobs through the host's daemon.
+                trust_files.append(FileSpec(f"{DOCKER_CERTS_D}/{args.registry_host}/ca.crt", 0o444, args.acme_ca_pem))
+            trust.append(
+                install_files(
+                    f"{name}-trust",
+                    host=args.host,
+                    private_key=args.ssh_private_key,
+                    files=trust_files,
+                    secret=False,
+                    parent=self,
+                    depends_on=list(args.host_ready),
+                )
+            )
         self.config_write = run_script(
             f"{name}-config",
             host=args.host,
@@ -173,7 +218,7 @@ class GitLabRunner(pulumi.ComponentResource):
             depends_on=list(args.host_ready),
         )
         self.config_sha256 = pulumi.Output.all(url, self.user_runner.id).apply(
-            lambda v: config_fingerprint(s, runner_name, v[0], v[1], args.default_image)
+            lambda v: config_fingerprint(s, runner_name, v[0], v[1], args.default_image, ca_file)
         )
 
         on_host = pulumi.ResourceOptions(parent=self, provider=args.docker_provider)
@@ -199,7 +244,7 @@ class GitLabRunner(pulumi.ComponentResource):
                 parent=self,
                 provider=args.docker_provider,
                 delete_before_replace=True,
-                depends_on=[self.config_write],
+                depends_on=[self.config_write, *trust],
             ),
         )
 

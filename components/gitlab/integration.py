@@ -9,6 +9,8 @@ containers), are left out and a warning says what to set; the rest of the stack 
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
@@ -16,7 +18,7 @@ import pulumi_gitlab as gitlab
 
 from ..config import PlatformConfig
 from ..config.gitlab import TOKEN_COMMAND, GitLabConfig, api_base_url
-from ..host.docker_ca import DockerCaReference
+from ..host.docker_ca import DockerTrustReference
 from ..host.docker_host import DockerHost
 from .gitlab_runner import GitLabRunner, GitLabRunnerArgs
 from .project_ci import ProjectCi, ProjectCiArgs
@@ -26,7 +28,24 @@ GITLAB_URL_OUTPUT = "gitlabUrl"
 RUNNER_TAGS_OUTPUT = "runnerTags"
 
 
-def gitlab_url(p: PlatformConfig, g: GitLabConfig, production: Optional[DockerCaReference]) -> pulumi.Input[str]:
+#: Where the GitLab provider's CA file is written, relative to the project (Pulumi runs the
+#: program and its providers there); the name carries the content's hash, so a changed CA is
+#: a changed input of the provider.
+TRUST_DIR = Path(".delivery")
+
+
+def trust_file(pem: str) -> str:
+    """Write `pem` (public CA certificates) for the GitLab provider's cacert_file; its path."""
+    path = TRUST_DIR / f"acme-ca-{hashlib.sha256(pem.encode()).hexdigest()[:12]}.pem"
+    if not path.exists() or path.read_text() != pem:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(pem)
+        tmp.replace(path)
+    return str(path)
+
+
+def gitlab_url(p: PlatformConfig, g: GitLabConfig, production: Optional[DockerTrustReference]) -> pulumi.Input[str]:
     """GitLab's URL: `gitlabUrl` if set; else https://gitlab.<domain> in the stack that runs
     GitLab, and the production stack's `gitlabUrl` output in a satellite stack."""
     if g.url_override is not None or production is None:
@@ -38,8 +57,9 @@ def build_gitlab(
     p: PlatformConfig,
     g: GitLabConfig,
     hosts: Mapping[str, DockerHost],
-    production: Optional[DockerCaReference] = None,
+    production: Optional[DockerTrustReference] = None,
     gitlab_ready: Sequence[pulumi.Resource] = (),
+    acme_ca_pem: Optional[str] = None,
 ) -> dict[str, Any]:
     """Create the GitLab resources of the stack; return the outputs they add."""
     outputs: dict[str, Any] = {}
@@ -65,6 +85,8 @@ def build_gitlab(
         "gitlab-api",
         base_url=pulumi.Output.from_input(url).apply(api_base_url),
         token=g.token,
+        # GitLab's certificate comes from a CA that is not publicly trusted (acmeCaCertificate).
+        cacert_file=trust_file(acme_ca_pem) if acme_ca_pem is not None else None,
         # No /user probe when the provider is configured: a preview must not need a running GitLab.
         early_auth_check=False,
     )
@@ -89,6 +111,8 @@ def build_gitlab(
                 token_rotation=g.runner_token_rotation,
                 host_ready=[docker_host.setup],
                 gitlab_ready=list(gitlab_ready),
+                acme_ca_pem=acme_ca_pem,
+                registry_host=f"registry.{p.domain}",
             ),
             opts=uses_api,
         )

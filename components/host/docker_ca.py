@@ -1,8 +1,16 @@
-"""DockerCa: the certificate authority of the platform's Docker daemons (pulumi-tls).
+"""The certificate authorities of the platform's Docker daemons (pulumi-tls), in two trust
+domains (docs/services.md, "Trust domains"):
 
-Trust flows one way: the stack that owns the CA issues every server and client
-certificate, including those of daemons managed by other stacks, which read
-theirs through `DockerCaReference`.
+* production (`docker-ca`): the daemons of Production and Services trust only this CA; it
+  signs their server certificates and the operator's client certificate;
+* staging (`docker-staging-ca`): signs the server certificate of the review-app daemon
+  (Staging), the review Traefik's client certificate and the client certificate the staging
+  stack deploys with. Staging's daemon trusts both CAs (the operator's one certificate opens
+  all three daemons); no key of this domain opens Production's or Services' daemon.
+
+Trust flows one way: the stack that owns the CAs (`DockerTrust`) issues every certificate,
+including those of daemons managed by other stacks, which read theirs through
+`DockerTrustReference`.
 """
 
 from __future__ import annotations
@@ -41,22 +49,12 @@ class DockerCaArgs:
     """Subject organization of every certificate (the platform's domain)."""
     servers: Sequence[ServerIdentity] = ()
     """Daemons that get a server certificate (EKU serverAuth)."""
-    clients: Sequence[str] = ("operator", "traefik")
+    clients: Sequence[str] = ("operator",)
     """Names of client certificates (EKU clientAuth)."""
     ca_validity_hours: int = 10 * 365 * 24
     cert_validity_hours: int = 365 * 24
     early_renewal_hours: int = 30 * 24
     """Certificates are due for renewal this long before they expire (`pulumi up --refresh`)."""
-
-
-class DockerTrust(Protocol):
-    """What a Docker host needs from a CA: the CA certificate and its own bundles."""
-
-    ca_cert_pem: pulumi.Output[str]
-
-    def server(self, name: str) -> TlsBundle: ...
-
-    def client(self, name: str) -> TlsBundle: ...
 
 
 def _key(name: str, parent: pulumi.Resource, protect: bool = False) -> tls.PrivateKey:
@@ -135,26 +133,139 @@ class DockerCa(pulumi.ComponentResource):
         return self.clients[name]
 
 
-#: Outputs the CA-owning stack exports for other stacks (a stable contract).
+#: Outputs the CA-owning stack exports for other stacks (a stable contract; README).
 CA_CERT_OUTPUT = "dockerCaCertPem"
+STAGING_CA_CERT_OUTPUT = "dockerStagingCaCertPem"
 OPERATOR_CLIENT_OUTPUT = "operatorClient"
 DELEGATED_SERVERS_OUTPUT = "delegatedDockerServers"
 
+#: Client certificates of the staging trust domain.
+REVIEW_TRAEFIK_CLIENT = "review-traefik"
+"""The review Traefik's: it watches the review-app daemon and opens nothing else."""
+STAGING_DEPLOYER_CLIENT = "staging-deployer"
+"""What the staging stack deploys with (its Docker provider): opens the review-app daemon only."""
 
-class DockerCaReference(pulumi.ComponentResource):
-    """The CA material of another stack (the one that owns `DockerCa`), read through a
-    StackReference. A missing output fails the run with the stack and output named."""
 
-    ca_cert_pem: pulumi.Output[str]
+@dataclass(frozen=True)
+class DaemonTls:
+    """Everything one Docker daemon and the program's provider for it need."""
+
+    trust_pem: pulumi.Output[str]
+    """The CA bundle the daemon verifies clients with (its ca.pem)."""
+    server: TlsBundle
+    """The daemon's server certificate and key."""
+    server_ca_pem: pulumi.Output[str]
+    """The CA that issued the server certificate: clients verify the daemon with it."""
+    client: TlsBundle
+    """The client certificate this stack's Docker provider uses for the daemon."""
+
+
+class DockerTrustDomains(Protocol):
+    """What the stack needs from the Docker PKI, whether it owns it or reads it."""
+
+    operator: TlsBundle
+    operator_ca_pem: pulumi.Output[str]
+
+    def daemon(self, name: str) -> DaemonTls: ...
+
+
+def _bundle(*pems: pulumi.Input[str]) -> pulumi.Output[str]:
+    """PEM certificates concatenated, each ending in one newline."""
+    return pulumi.Output.all(*pems).apply(lambda ps: "".join(p if p.endswith("\n") else p + "\n" for p in ps))
+
+
+class DaemonIdentityLike(Protocol):
+    name: str
+    address: str
+    port: int
+    dns_names: Sequence[str]
+
+
+@dataclass(frozen=True)
+class DockerTrustArgs:
+    organization: str
+    production_servers: Sequence[ServerIdentity]
+    """Daemons of the production trust domain (Production, Services)."""
+    staging_servers: Sequence[ServerIdentity]
+    """Review-app daemons (Staging), managed here or by the staging stack."""
+    operator_clients: Sequence[str] = ("operator",)
+    """Client certificates of the production domain (`dockerClients`); `operator` opens every daemon."""
+    ca_validity_hours: int = 10 * 365 * 24
+    cert_validity_hours: int = 365 * 24
+    early_renewal_hours: int = 30 * 24
+
+
+class DockerTrust:
+    """The two CAs of the stack that owns the Docker PKI (not a component: each CA is one, and
+    keeps the resource names of a single-CA stack for the production domain)."""
+
+    def __init__(self, args: DockerTrustArgs) -> None:
+        def ca(name: str, servers: Sequence[ServerIdentity], clients: Sequence[str]) -> DockerCa:
+            return DockerCa(
+                name,
+                DockerCaArgs(
+                    organization=args.organization,
+                    servers=servers,
+                    clients=clients,
+                    ca_validity_hours=args.ca_validity_hours,
+                    cert_validity_hours=args.cert_validity_hours,
+                    early_renewal_hours=args.early_renewal_hours,
+                ),
+            )
+
+        self.production = ca("docker-ca", args.production_servers, args.operator_clients)
+        self.staging = ca("docker-staging-ca", args.staging_servers, (REVIEW_TRAEFIK_CLIENT, STAGING_DEPLOYER_CLIENT))
+        self._staging_names = {s.name for s in args.staging_servers}
+        self.operator = self.production.client("operator")
+        #: The operator verifies every daemon: both CAs.
+        self.operator_ca_pem = _bundle(self.production.ca_cert_pem, self.staging.ca_cert_pem)
+        self.review_client = self.staging.client(REVIEW_TRAEFIK_CLIENT)
+
+    def daemon(self, name: str) -> DaemonTls:
+        if name in self._staging_names:
+            return DaemonTls(
+                trust_pem=self.operator_ca_pem,
+                server=self.staging.server(name),
+                server_ca_pem=self.staging.ca_cert_pem,
+                client=self.operator,
+            )
+        return DaemonTls(
+            trust_pem=self.production.ca_cert_pem,
+            server=self.production.server(name),
+            server_ca_pem=self.production.ca_cert_pem,
+            client=self.operator,
+        )
+
+    def delegated(self, identity: "DaemonIdentityLike") -> pulumi.Output[dict]:
+        """What the stack that manages the review-app daemon receives (secret): the daemon's own
+        TLS, a client certificate that opens that daemon only, and the daemon as this stack
+        declared it (the staging stack checks its own host against it)."""
+        name = identity.name
+        deployer = self.staging.client(STAGING_DEPLOYER_CLIENT)
+        server = self.staging.server(name)
+        return pulumi.Output.secret(
+            pulumi.Output.all(
+                certPem=server.cert_pem,
+                keyPem=server.key_pem,
+                caPem=self.staging.ca_cert_pem,
+                trustPem=self.operator_ca_pem,
+                client=pulumi.Output.all(certPem=deployer.cert_pem, keyPem=deployer.key_pem),
+                identity={"address": identity.address, "port": identity.port, "dnsNames": list(identity.dns_names)},
+            )
+        )
+
+
+class DockerTrustReference(pulumi.ComponentResource):
+    """The Docker PKI of the stack that owns it, read through a StackReference: only what the
+    review-app daemons of this stack need (`delegatedDockerServers.<name>`). A missing output or
+    entry fails the run with the stack and output named."""
 
     def __init__(self, name: str, stack: str, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("delivery:tls:DockerCaReference", name, None, opts)
         self.stack = stack
         self.ref = pulumi.StackReference(f"{name}-stack", stack_name=stack, opts=pulumi.ResourceOptions(parent=self))
-        self.ca_cert_pem = self.require(CA_CERT_OUTPUT)
-        self._operator = self.require(OPERATOR_CLIENT_OUTPUT)
         self._servers = self.require(DELEGATED_SERVERS_OUTPUT)
-        self.register_outputs({"caCertPem": self.ca_cert_pem})
+        self.register_outputs({})
 
     def require(self, output: str) -> pulumi.Output:
         """An output of the referenced stack; fails clearly when the stack lacks it."""
@@ -170,31 +281,36 @@ class DockerCaReference(pulumi.ComponentResource):
 
         return self.ref.get_output(output).apply(check)
 
-    def require_key(self, output: str, value: pulumi.Output, *path: str) -> pulumi.Output:
+    def _entry(self, name: str, *path: str) -> pulumi.Output:
         stack = self.stack
 
         def dig(v):
-            for p in path:
+            for p in (name, *path):
                 if not isinstance(v, dict) or p not in v:
                     raise pulumi.RunError(
-                        f"stack {stack!r} output {output!r} has no entry {'.'.join(path)!r}: "
-                        f"add it to that stack's config (reviewAppsDaemon) and run `pulumi up` on it"
+                        f"stack {stack!r} output {DELEGATED_SERVERS_OUTPUT!r} has no entry {'.'.join((name, *path))!r}: "
+                        f"set that stack's reviewAppsDaemon to this host and run `pulumi up` on it"
                     )
                 v = v[p]
             return v
 
-        return value.apply(dig)
+        return self._servers.apply(dig)
 
-    def server(self, name: str) -> TlsBundle:
-        return TlsBundle(
-            cert_pem=self.require_key(DELEGATED_SERVERS_OUTPUT, self._servers, name, "certPem"),
-            key_pem=pulumi.Output.secret(self.require_key(DELEGATED_SERVERS_OUTPUT, self._servers, name, "keyPem")),
+    def daemon(self, name: str) -> DaemonTls:
+        return DaemonTls(
+            trust_pem=self._entry(name, "trustPem"),
+            server=TlsBundle(cert_pem=self._entry(name, "certPem"), key_pem=pulumi.Output.secret(self._entry(name, "keyPem"))),
+            server_ca_pem=self._entry(name, "caPem"),
+            client=self.client_for(name),
         )
 
-    def client(self, name: str) -> TlsBundle:
-        if name != "operator":
-            raise KeyError(f"only the operator client certificate is shared across stacks, not {name!r}")
+    def client_for(self, name: str) -> TlsBundle:
         return TlsBundle(
-            cert_pem=self.require_key(OPERATOR_CLIENT_OUTPUT, self._operator, "certPem"),
-            key_pem=pulumi.Output.secret(self.require_key(OPERATOR_CLIENT_OUTPUT, self._operator, "keyPem")),
+            cert_pem=self._entry(name, "client", "certPem"),
+            key_pem=pulumi.Output.secret(self._entry(name, "client", "keyPem")),
         )
+
+    def identity(self, name: str) -> pulumi.Output:
+        """The daemon as the production stack declared it ({address, port, dnsNames}); None when
+        that stack predates the entry."""
+        return self._servers.apply(lambda v: (v.get(name) or {}).get("identity") if isinstance(v, dict) else None)

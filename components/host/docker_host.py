@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
 from ..config import DockerEngineConfig, HostConfig
-from .docker_ca import TlsBundle
+from .docker_ca import DaemonTls
 from .remote_script import SCRIPTS, FileSpec, run_script, tar_base64
 
 TLS_DIR = "/etc/docker/tls"
@@ -46,18 +46,26 @@ class DockerHostArgs:
     """Which Docker package and version to install."""
     timezone: str
     """IANA time zone for the host."""
-    ca_cert_pem: pulumi.Input[str]
-    """The Docker CA certificate (clients and the daemon verify each other with it)."""
-    server: TlsBundle
-    """The daemon's server certificate and key."""
-    client: TlsBundle
-    """The client certificate this program's Docker provider uses (the operator's)."""
+    tls: DaemonTls
+    """The daemon's trust bundle and server certificate; the provider's CA and client certificate."""
     directories: Sequence[Directory] = field(default_factory=tuple)
     """Folders under /srv the host's roles need."""
+    ready: Optional[pulumi.Output[Any]] = None
+    """A check that must pass before anything is done on the host (the staging stack's
+    comparison with the production stack's reviewAppsDaemon); it fails the run otherwise."""
 
 
 def daemon_config(host: HostConfig) -> dict:
-    """daemon.json as data. `hosts` lives here and nowhere else (the drop-in clears -H)."""
+    """daemon.json as data. `hosts` lives here and nowhere else (the drop-in clears -H).
+
+    What each hardening option buys and costs is in README.md ("What each host gets"):
+    `icc: false` (no traffic between containers of the default bridge; the platform's containers
+    that talk to each other share user networks or published ports), `no-new-privileges`,
+    `live-restore` (containers keep running across a daemon restart). `userland-proxy` stays on
+    (Docker's default): with it off, a container that connects to a port published on its own
+    host's address times out (Traefik -> a production app on Production, a job -> a review app
+    on Staging; reproduced on the disposable hosts, tests/e2e/test_services_e2e.py), and Docker
+    sets route_localnet, which lets neighbours reach ports published on 127.0.0.1."""
     listen = host.listen_address
     tcp = f"tcp://[{listen}]:2376" if ":" in listen else f"tcp://{listen}:2376"
     return {
@@ -67,7 +75,7 @@ def daemon_config(host: HostConfig) -> dict:
         "live-restore": True,
         "log-driver": "json-file",
         "log-opts": {"max-size": "10m", "max-file": "3"},
-        "userland-proxy": False,
+        "userland-proxy": True,
         "no-new-privileges": True,
         "icc": False,
         "tls": True,
@@ -105,6 +113,8 @@ class DockerHost(pulumi.ComponentResource):
         super().__init__("delivery:docker:DockerHost", name, None, opts)
         host = args.host
 
+        gate = [args.ready] if args.ready is not None else []
+
         def step(suffix: str, script: str, cmd_args: tuple[str, ...] = (), stdin=None, depends_on=None):
             return run_script(
                 f"{name}-{suffix}",
@@ -115,12 +125,14 @@ class DockerHost(pulumi.ComponentResource):
                 stdin=stdin,
                 parent=self,
                 depends_on=depends_on,
+                rerun_on=gate,
             )
 
         self.engine = step("engine", "install-docker.sh", (args.engine.package, args.engine.version or ""))
         self.setup = step("host", "host-setup.sh", (args.timezone,), stdin=layout_stdin(args.directories))
 
-        files = pulumi.Output.all(args.ca_cert_pem, args.server.cert_pem, args.server.key_pem).apply(
+        tls = args.tls
+        files = pulumi.Output.all(tls.trust_pem, tls.server.cert_pem, tls.server.key_pem).apply(
             lambda pems: tar_base64(
                 [
                     FileSpec(DAEMON_JSON, 0o644, json.dumps(daemon_config(host), indent=2, sort_keys=True) + "\n"),
@@ -145,9 +157,9 @@ class DockerHost(pulumi.ComponentResource):
         self.provider = docker.Provider(
             f"{name}-docker",
             host=self.docker_config.stdout.apply(lambda _: host.docker_endpoint),
-            ca_material=args.ca_cert_pem,
-            cert_material=args.client.cert_pem,
-            key_material=pulumi.Output.secret(args.client.key_pem),
+            ca_material=tls.server_ca_pem,
+            cert_material=tls.client.cert_pem,
+            key_material=pulumi.Output.secret(tls.client.key_pem),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.docker_config, self.setup]),
         )
 

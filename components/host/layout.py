@@ -15,13 +15,16 @@ ROLE_DIRECTORIES: dict[str, tuple[Directory, ...]] = {
     "traefik": (
         Directory("/srv/traefik", 0o755),
         Directory("/srv/traefik/certs", 0o700),
-        Directory("/srv/traefik/certs/staging", 0o700),
         Directory("/srv/traefik/certs/wildcard", 0o700),
         Directory("/srv/traefik/dynamic", 0o700),
         Directory("/srv/traefik/letsencrypt", 0o700),
         Directory("/srv/traefik/logs", 0o755),
         Directory("/srv/traefik/secrets", 0o700),
         Directory("/srv/traefik/secrets/dns", 0o700),
+        # The review instance: its static config, Staging's client certificate, its access log.
+        Directory("/srv/traefik/review", 0o755),
+        Directory("/srv/traefik/review/certs", 0o700),
+        Directory("/srv/traefik/review/logs", 0o755),
         # dnsrobocert (the seed's letsencrypt-dns): its config and certbot's state
         Directory("/srv/letsencrypt-dns", 0o700),
         Directory("/srv/letsencrypt-dns/config", 0o700),

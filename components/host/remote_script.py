@@ -15,7 +15,7 @@ import shlex
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 import pulumi
 import pulumi_command as command
@@ -90,9 +90,11 @@ def run_script(
     stdin: Optional[pulumi.Input[str]] = None,
     parent: pulumi.Resource,
     depends_on: Optional[list[pulumi.Resource]] = None,
+    rerun_on: Sequence[pulumi.Input[Any]] = (),
 ) -> command.remote.Command:
     """A remote.Command that runs `script` on `host`, re-run whenever the script,
-    its arguments or its stdin change (the trigger carries their hash)."""
+    its arguments or its stdin change (the trigger carries their hash), or any of `rerun_on`
+    (e.g. the ID of a container the step checks)."""
     create = script_command(script, *args, user=host.user)
     stdin_out = pulumi.Output.from_input(stdin) if stdin is not None else pulumi.Output.from_input("")
     # The hash of secret stdin stays secret: apply() keeps the secret flag.
@@ -102,7 +104,7 @@ def run_script(
         connection=connection(host, private_key),
         create=create,
         stdin=stdin,
-        triggers=[trigger],
+        triggers=[trigger, *rerun_on],
         add_previous_output_in_env=False,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on or []),
     )

@@ -10,11 +10,17 @@ protected (and retained) so that neither `pulumi destroy` nor a refactor deletes
 
 GitLab listens for plain HTTP on 80, its registry on 5005 and SSH on 22 (published as
 1023); Traefik on the traefik host terminates TLS and forwards to these ports.
+
+`<name>-ready` (scripts/wait-gitlab-ready.sh) is the readiness gate: it waits, bounded by
+`gitlabReadyTimeoutSeconds`, until GitLab answers /-/readiness inside its container, and runs
+again whenever the container is replaced. Everything that talks to GitLab's API (runners,
+CI variables, project look-ups) depends on it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import pulumi
@@ -23,8 +29,9 @@ import pulumi_docker as docker
 from ..config import HostConfig
 from ..config.services import GitLabSettings, Hostnames
 from ..host.host_files import install_files
-from ..host.remote_script import FileSpec, sha256
+from ..host.remote_script import FileSpec, run_script, sha256
 
+SCRIPTS = Path(__file__).parent / "scripts"
 IMAGE = "gitlab/gitlab-ce"
 CONTAINER_NAME = "gitlab"
 HTTP_PORT = 80
@@ -182,6 +189,8 @@ class GitLabServer(pulumi.ComponentResource):
     ssh_url: pulumi.Output[str]
     config: Any
     container: docker.Container
+    ready: Any
+    """The readiness gate (remote.Command): GitLab's API answers once it has run."""
     volumes: dict[str, docker.Volume]
 
     def __init__(self, name: str, args: GitLabServerArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
@@ -270,6 +279,17 @@ class GitLabServer(pulumi.ComponentResource):
                 delete_before_replace=True,
                 replace_on_changes=["healthcheck"],
             ),
+        )
+
+        self.ready = run_script(
+            f"{name}-ready",
+            host=host,
+            private_key=args.ssh_private_key,
+            script=SCRIPTS / "wait-gitlab-ready.sh",
+            args=(CONTAINER_NAME, str(settings.ready_timeout_seconds)),
+            parent=self,
+            depends_on=[self.container],
+            rerun_on=[self.container.id],
         )
 
         self.url = pulumi.Output.from_input(f"https://{args.hostnames.gitlab}")

@@ -1,5 +1,6 @@
 """The platform's services placed by role: GitLab on the `gitlab` host, the wildcard
-certificate and Traefik on the `traefik` host (docs/services.md)."""
+certificate and the two Traefik instances (edge, review) on the `traefik` host
+(docs/services.md)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,19 @@ import pulumi
 import pulumi_docker as docker
 
 from ..config import StackConfig
-from ..host.docker_ca import DockerCa, DockerCaReference
+from ..host.docker_ca import DockerTrust
 from ..host.docker_host import DockerHost
 from .gitlab_server import GitLabServer, GitLabServerArgs, GitLabUpstream
-from .traefik import Traefik, TraefikArgs
+from .review_traefik import ReviewTraefik, ReviewTraefikArgs
+from .traefik import (
+    EDGE_NETWORK,
+    REVIEW_EGRESS_NETWORK,
+    REVIEW_NETWORK,
+    REVIEW_SUBNET,
+    EdgeTraefik,
+    EdgeTraefikArgs,
+    TraefikNetworks,
+)
 from .wildcard_certificate import WildcardCertificate, WildcardCertificateArgs
 
 #: Stack outputs of the services (a contract; docs/services.md).
@@ -27,7 +37,7 @@ DASHBOARD_URL_OUTPUT = "traefikDashboardUrl"
 PRODUCTION_APP_URLS_OUTPUT = "productionAppUrls"
 
 #: When GitLab and Traefik share a host, they share this network instead of published ports
-#: (Traefik listens on 80 and 1023 there; the default bridge has icc disabled).
+#: (the edge listens on 80 and 1023 there itself).
 SERVICES_NETWORK = "delivery-services"
 SERVICES_SUBNET = "172.31.254.0/24"
 
@@ -39,12 +49,22 @@ class PlatformServices:
     outputs: dict[str, Any] = field(default_factory=dict)
     gitlab: Optional[GitLabServer] = None
     wildcard: Optional[WildcardCertificate] = None
-    traefik: Optional[Traefik] = None
+    traefik: Optional[EdgeTraefik] = None
+    review: Optional[ReviewTraefik] = None
 
 
-def build_services(
-    cfg: StackConfig, hosts: Mapping[str, DockerHost], trust: Union[DockerCa, DockerCaReference]
-) -> PlatformServices:
+def _network(name: str, docker_name: str, provider: docker.Provider, **kwargs: Any) -> docker.Network:
+    return docker.Network(
+        name,
+        name=docker_name,
+        driver="bridge",
+        labels=[docker.NetworkLabelArgs(label="delivery.managed-by", value="pulumi")],
+        opts=pulumi.ResourceOptions(provider=provider),
+        **kwargs,
+    )
+
+
+def build_services(cfg: StackConfig, hosts: Mapping[str, DockerHost], trust: Optional[DockerTrust]) -> PlatformServices:
     """Create the services of the roles this stack runs, and the outputs they add."""
     p, s = cfg.platform, cfg.services
     created = PlatformServices()
@@ -52,15 +72,12 @@ def build_services(
     gitlab_host = p.host_with("gitlab")
     traefik_host = p.host_with("traefik")
     shared = gitlab_host is not None and traefik_host is not None and gitlab_host.name == traefik_host.name
-    network: Optional[docker.Network] = None
+    services_network: Optional[docker.Network] = None
     if shared:
         assert gitlab_host is not None
-        network = docker.Network(
-            "services-network",
-            name=SERVICES_NETWORK,
-            driver="bridge",
+        services_network = _network(
+            "services-network", SERVICES_NETWORK, hosts[gitlab_host.name].provider,
             ipam_configs=[docker.NetworkIpamConfigArgs(subnet=SERVICES_SUBNET)],
-            opts=pulumi.ResourceOptions(provider=hosts[gitlab_host.name].provider),
         )
 
     if gitlab_host is not None:
@@ -75,7 +92,7 @@ def build_services(
                 settings=s.gitlab,
                 trusted_proxies=[SERVICES_SUBNET] if shared else [h.address for h in p.hosts_with("traefik")],
                 after=[on_host.setup],
-                network=network.name if network is not None else None,
+                network=services_network.name if services_network is not None else None,
             ),
             opts=pulumi.ResourceOptions(provider=on_host.provider),
         )
@@ -84,11 +101,20 @@ def build_services(
         outputs[GITLAB_SSH_URL_OUTPUT] = gitlab.ssh_url
 
     if traefik_host is not None:
-        # The traefik role only runs in the stack that owns the Docker CA (config checks it).
-        assert isinstance(trust, DockerCa)
+        # The traefik role only runs in the stack that owns the Docker CAs (config checks it).
+        assert trust is not None
         assert s.traefik.acme_email is not None
         on_host = hosts[traefik_host.name]
         provider = pulumi.ResourceOptions(provider=on_host.provider)
+        networks = TraefikNetworks(
+            edge=_network("edge-network", EDGE_NETWORK, on_host.provider).name,
+            review=_network(
+                "review-network", REVIEW_NETWORK, on_host.provider,
+                internal=True, ipam_configs=[docker.NetworkIpamConfigArgs(subnet=REVIEW_SUBNET)],
+            ).name,
+            review_egress=_network("review-egress-network", REVIEW_EGRESS_NETWORK, on_host.provider).name,
+            services=services_network.name if services_network is not None else None,
+        )
         wildcard = created.wildcard = WildcardCertificate(
             "wildcard-certificate",
             WildcardCertificateArgs(
@@ -98,28 +124,43 @@ def build_services(
                 timezone=p.timezone,
                 settings=s.wildcard,
                 acme_email=s.traefik.acme_email,
-                acme_staging=s.traefik.acme_staging,
+                acme=s.traefik.acme,
                 after=[on_host.setup],
             ),
             opts=provider,
         )
-        traefik = created.traefik = Traefik(
+        review_daemon = p.review_daemon
+        if review_daemon is not None:
+            created.review = ReviewTraefik(
+                "traefik-review",
+                ReviewTraefikArgs(
+                    host=traefik_host,
+                    ssh_private_key=p.ssh_private_key,
+                    timezone=p.timezone,
+                    version=s.traefik.version,
+                    daemon=review_daemon,
+                    daemon_ca_pem=trust.staging.ca_cert_pem,
+                    client=trust.review_client,
+                    networks=networks,
+                    after=[on_host.setup],
+                ),
+                opts=provider,
+            )
+        traefik = created.traefik = EdgeTraefik(
             "traefik",
-            TraefikArgs(
+            EdgeTraefikArgs(
                 host=traefik_host,
                 ssh_private_key=p.ssh_private_key,
                 hostnames=s.hostnames,
                 timezone=p.timezone,
                 settings=s.traefik,
-                docker_ca_cert_pem=trust.ca_cert_pem,
-                docker_client=trust.client("traefik"),
-                review_daemon=p.review_daemon,
+                networks=networks,
                 gitlab=(
                     None
                     if gitlab_host is None
                     else GitLabUpstream.on_network() if shared else GitLabUpstream.published(gitlab_host.address)
                 ),
-                network=network.name if network is not None else None,
+                review_apps=review_daemon is not None,
                 wildcard=wildcard.traefik,
                 after=[on_host.setup],
             ),

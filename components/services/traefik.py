@@ -1,24 +1,34 @@
-"""Traefik v3 on the host with the `traefik` role: the platform's one public entry (pulumi-docker).
+"""Traefik v3 on the host with the `traefik` role (Production), as two instances with one job
+each (docs/services.md, "Two Traefik instances"):
 
-Files under /srv/traefik (installed by scripts/install-files.sh, all rendered as data):
+* the **edge** (`EdgeTraefik`, container `traefik`): the platform's one public entry (80, 443,
+  1023). Only the file provider: every route is rendered here from the stack config (GitLab,
+  the registry, GitLab SSH, production apps, the dashboard), ACME certificates, and one router
+  that forwards exactly the hosts `<one label>.dev.<domain>` to the review instance, with the
+  wildcard certificate. It has no Docker provider: no container label anywhere can change it.
+* the **review** instance (`ReviewTraefik`, components/services/review_traefik.py, container
+  `traefik-review`): watches the review-app daemon (Staging) over mutual TLS with a certificate
+  of the staging trust domain, has no published port, no API, no dashboard, no ACME, and
+  receives only what the edge forwards, over the internal network `delivery-review`.
 
-    traefik.yml                 static config: entrypoints, ACME, providers, logs
-    dynamic/routes.yml          dynamic config (file provider, watched): GitLab, registry,
-                                GitLab SSH (TCP), production apps, TLS options, middlewares
+Edge files under /srv/traefik (installed by components/host/scripts/install-files.sh, all
+rendered as data):
+
+    traefik.yml                 static config: entrypoints, ACME resolvers, file provider, logs
+    dynamic/routes.yml          routes (file provider, watched: reloaded without a restart)
     dynamic/dashboard.yml       the dashboard router and its basic auth (secret; only when set)
-    certs/staging/*.pem         Traefik's client certificate for Staging's Docker daemon (mTLS)
+    certs/acme-ca.pem           the ACME CA to trust (`acmeCaCertificate`), when set
     letsencrypt/acme*.json      ACME state (mode 600, owned by Traefik, never overwritten)
     logs/access.log             access log
 
-A change of the static config (or of the client certificate) changes a label of the
-container, which replaces it; the dynamic files are reloaded by the file provider without
-a restart. The Docker provider watches only Staging's daemon (review apps by label);
-everything on Production and Services is routed by the file provider.
+A change of the static config changes a label of the container, which replaces it; the dynamic
+files are reloaded by the file provider.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -26,15 +36,15 @@ import pulumi
 import pulumi_docker as docker
 import yaml
 
-from ..config import DaemonIdentity, HostConfig
-from ..config.services import Hostnames, ProductionApp, TraefikSettings
-from ..host.docker_ca import TlsBundle
-from .gitlab_server import GitLabUpstream
+from ..config import HostConfig
+from ..config.services import LETS_ENCRYPT, LETS_ENCRYPT_STAGING, AcmeSettings, Hostnames, ProductionApp, TraefikSettings
 from ..host.host_files import Ensure, install_files
 from ..host.remote_script import FileSpec, sha256
+from .gitlab_server import GitLabUpstream
 
 IMAGE = "traefik"
 CONTAINER_NAME = "traefik"
+REVIEW_CONTAINER_NAME = "traefik-review"
 
 # -- entrypoints (a contract: templates/review_app_contract.py) ---------------------------
 WEB = "web"
@@ -43,17 +53,28 @@ GITLAB_SSH = "gitlab-ssh"
 PING = "ping"
 ENTRYPOINTS = {WEB: ":80", WEBSECURE: ":443", GITLAB_SSH: ":1023"}
 PUBLISHED_PORTS = (80, 443, 1023)
-#: Health checks only, inside the container (not published; nothing listens on 8080).
+#: Health checks only, inside the container (not published).
 PING_ADDRESS = "127.0.0.1:8082"
+#: The review instance's one entrypoint: plain HTTP from the edge, on the internal network.
+REVIEW = "review"
+REVIEW_PORT = 80
+
+# -- networks on the traefik host ----------------------------------------------------------
+EDGE_NETWORK = "delivery-edge"
+"""The edge's own bridge: its published ports and its way out (GitLab, the ACME CA)."""
+REVIEW_NETWORK = "delivery-review"
+"""Internal (no way out): the edge and the review instance only."""
+REVIEW_SUBNET = "172.31.253.0/28"
+"""Fixed, so that the review instance trusts X-Forwarded-* from this network only."""
+REVIEW_EGRESS_NETWORK = "delivery-review-egress"
+"""The review instance's way to the review-app daemon and the review apps."""
 
 # -- names in the dynamic config -----------------------------------------------------------
 SECURITY_HEADERS = "security-headers"
 DASHBOARD_AUTH = "dashboard-auth"
+REVIEW_ROUTER = "review-apps"
 HTTP_RESOLVER = "letsencrypt"
 """HTTP-01 resolver of the production host names (GitLab, registry, apps, dashboard)."""
-
-LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
-LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 
 # -- host paths and where the container sees them ------------------------------------------
 SRV = "/srv/traefik"
@@ -62,17 +83,20 @@ DYNAMIC_DIR = f"{SRV}/dynamic"
 ROUTES_FILE = f"{DYNAMIC_DIR}/routes.yml"
 DASHBOARD_FILE = f"{DYNAMIC_DIR}/dashboard.yml"
 CERTS_DIR = f"{SRV}/certs"
-STAGING_CERTS_DIR = f"{CERTS_DIR}/staging"
 WILDCARD_CERTS_DIR = f"{CERTS_DIR}/wildcard"
+ACME_CA_FILE = f"{CERTS_DIR}/acme-ca.pem"
 LETSENCRYPT_DIR = f"{SRV}/letsencrypt"
 LOGS_DIR = f"{SRV}/logs"
 SECRETS_DIR = f"{SRV}/secrets"
 #: Rewritten in place by whoever delivers certificate files, to make the file provider reload.
 RELOAD_STAMP = f"{DYNAMIC_DIR}/wildcard-reload.stamp"
+#: Where the edge kept Staging's client certificate before the review instance existed: removed.
+LEGACY_STAGING_CERTS = tuple(f"{CERTS_DIR}/staging/{n}" for n in ("ca.pem", "cert.pem", "key.pem"))
 
 IN_STATIC = "/etc/traefik/traefik.yml"
 IN_DYNAMIC = "/etc/traefik/dynamic"
 IN_CERTS = "/certs"
+IN_ACME_CA = f"{IN_CERTS}/acme-ca.pem"
 IN_LETSENCRYPT = "/letsencrypt"
 IN_LOGS = "/logs"
 IN_SECRETS = "/secrets"
@@ -105,102 +129,112 @@ def host_rule(host: str) -> str:
     return f"Host(`{host}`)"
 
 
-def acme_storage(staging: bool) -> str:
-    """One ACME state file per CA, so that leaving the staging CA starts clean."""
-    return f"{IN_LETSENCRYPT}/acme-staging.json" if staging else f"{IN_LETSENCRYPT}/acme.json"
+def review_host_regexp(hostnames: Hostnames) -> str:
+    """A Go regular expression for exactly one DNS label under the review domain."""
+    escaped = hostnames.wildcard_domain.replace(".", r"\.")
+    return rf"^[a-z0-9]([a-z0-9-]{{0,61}}[a-z0-9])?\.{escaped}$"
 
 
-def acme_json_on_host(staging: bool) -> str:
-    return LETSENCRYPT_DIR + acme_storage(staging).removeprefix(IN_LETSENCRYPT)
+def review_rule(hostnames: Hostnames) -> str:
+    return f"HostRegexp(`{review_host_regexp(hostnames)}`)"
 
 
-def ca_server(staging: bool) -> str:
-    return LETS_ENCRYPT_STAGING if staging else LETS_ENCRYPT
+def acme_storage(server: str) -> str:
+    """One ACME state file per CA, so that changing the CA starts clean (and the file Let's
+    Encrypt's certificates live in stays acme.json, as in the seed)."""
+    if server == LETS_ENCRYPT:
+        return f"{IN_LETSENCRYPT}/acme.json"
+    if server == LETS_ENCRYPT_STAGING:
+        return f"{IN_LETSENCRYPT}/acme-staging.json"
+    return f"{IN_LETSENCRYPT}/acme-{hashlib.sha256(server.encode()).hexdigest()[:12]}.json"
+
+
+def acme_json_on_host(server: str) -> str:
+    return LETSENCRYPT_DIR + acme_storage(server).removeprefix(IN_LETSENCRYPT)
+
+
+def acme_resolver(email: str, acme: AcmeSettings, server: str, challenge: dict[str, Any]) -> dict[str, Any]:
+    """One certificatesResolvers entry (pure)."""
+    config: dict[str, Any] = {"email": email, "storage": acme_storage(server), "caServer": server, **challenge}
+    if acme.ca_certificate is not None:
+        config["caCertificates"] = [IN_ACME_CA]
+    return {"acme": config}
 
 
 @dataclass(frozen=True)
 class WildcardParts:
-    """What the wildcard certificate adds to Traefik (built by WildcardCertificate)."""
+    """What the wildcard certificate adds to the edge (built by WildcardCertificate)."""
 
     resolvers: dict[str, Any] = field(default_factory=dict)
     """Extra `certificatesResolvers` of the static config (the DNS-01 resolver)."""
     dynamic: dict[str, Any] = field(default_factory=dict)
-    """Merged into routes.yml: the router that requests the certificate, or tls.certificates."""
+    """Merged into routes.yml (tls.certificates of a delivered certificate)."""
+    review_tls: dict[str, Any] = field(default_factory=dict)
+    """The `tls` of the router that forwards review hosts (certResolver + domains, or {})."""
     envs: tuple[str, ...] = ()
     """Container environment (never a secret value: lego's *_FILE paths)."""
     volumes: tuple[tuple[str, str], ...] = ()
     """Read-only (host path, container path) mounts."""
     restart_trigger: Optional[pulumi.Output[Any]] = None
-    """A secret value whose change replaces Traefik (lego reads credentials at start)."""
+    """A secret value whose change replaces the edge (lego reads credentials at start)."""
     ready: tuple[pulumi.Resource, ...] = ()
-    """Steps that must finish before Traefik starts."""
+    """Steps that must finish before the edge starts."""
 
 
 @dataclass(frozen=True)
-class TraefikSpec:
-    """Everything the config renderers need, as plain data (no Outputs)."""
+class EdgeSpec:
+    """Everything the edge's config renderers need, as plain data (no Outputs)."""
 
     hostnames: Hostnames
     acme_email: str
-    acme_staging: bool = False
-    review_endpoint: Optional[str] = None
-    """tcp://<Staging>:2376, the Docker daemon of review apps."""
+    acme: AcmeSettings = AcmeSettings()
     gitlab: Optional[GitLabUpstream] = None
     """Where GitLab is reached; None leaves the GitLab routes out."""
     production_apps: tuple[ProductionApp, ...] = ()
     dashboard: bool = False
+    review_upstream: Optional[str] = None
+    """http://traefik-review:80 when review apps are forwarded; None leaves the router out."""
     wildcard: WildcardParts = field(default_factory=WildcardParts)
 
 
-def static_config(spec: TraefikSpec) -> dict[str, Any]:
-    """traefik.yml as data (pure)."""
-    providers: dict[str, Any] = {"file": {"directory": IN_DYNAMIC, "watch": True}}
-    if spec.review_endpoint is not None:
-        providers["docker"] = {
-            "endpoint": spec.review_endpoint,
-            "tls": {
-                "ca": f"{IN_CERTS}/staging/ca.pem",
-                "cert": f"{IN_CERTS}/staging/cert.pem",
-                "key": f"{IN_CERTS}/staging/key.pem",
-            },
-            "exposedByDefault": False,
-            "useBindPortIP": True,
-            "watch": True,
-        }
-    config: dict[str, Any] = {
+def base_static(access_log: str) -> dict[str, Any]:
+    """What both instances' static configs start with (pure)."""
+    return {
         "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
         "log": {"level": "INFO"},
-        "accessLog": {"filePath": f"{IN_LOGS}/access.log", "format": "common", "bufferingSize": 100},
-        "entryPoints": {
-            # The ACME HTTP-01 challenge router has the highest priority, so the
-            # challenge is answered on :80 although everything else is redirected.
-            WEB: {
-                "address": ENTRYPOINTS[WEB],
-                "http": {"redirections": {"entryPoint": {"to": WEBSECURE, "scheme": "https", "permanent": True}}},
-            },
-            WEBSECURE: {
-                "address": ENTRYPOINTS[WEBSECURE],
-                "asDefault": True,
-                # v3 defaults to 60 s, too short for large registry pushes and git clones.
-                "transport": {"respondingTimeouts": {"readTimeout": "1800s"}},
-            },
-            GITLAB_SSH: {"address": ENTRYPOINTS[GITLAB_SSH]},
-            PING: {"address": PING_ADDRESS},
-        },
-        "ping": {"entryPoint": PING},
-        "certificatesResolvers": {
-            HTTP_RESOLVER: {
-                "acme": {
-                    "email": spec.acme_email,
-                    "storage": acme_storage(spec.acme_staging),
-                    "caServer": ca_server(spec.acme_staging),
-                    "httpChallenge": {"entryPoint": WEB},
-                }
-            },
-            **copy.deepcopy(spec.wildcard.resolvers),
-        },
-        "providers": providers,
+        "accessLog": {"filePath": access_log, "format": "common", "bufferingSize": 100},
     }
+
+
+def edge_static_config(spec: EdgeSpec) -> dict[str, Any]:
+    """The edge's traefik.yml as data (pure)."""
+    config = base_static(f"{IN_LOGS}/access.log")
+    config.update(
+        {
+            "entryPoints": {
+                # The ACME HTTP-01 challenge router has the highest priority, so the
+                # challenge is answered on :80 although everything else is redirected.
+                WEB: {
+                    "address": ENTRYPOINTS[WEB],
+                    "http": {"redirections": {"entryPoint": {"to": WEBSECURE, "scheme": "https", "permanent": True}}},
+                },
+                WEBSECURE: {
+                    "address": ENTRYPOINTS[WEBSECURE],
+                    "asDefault": True,
+                    # v3 defaults to 60 s, too short for large registry pushes and git clones.
+                    "transport": {"respondingTimeouts": {"readTimeout": "1800s"}},
+                },
+                GITLAB_SSH: {"address": ENTRYPOINTS[GITLAB_SSH]},
+                PING: {"address": PING_ADDRESS},
+            },
+            "ping": {"entryPoint": PING},
+            "certificatesResolvers": {
+                HTTP_RESOLVER: acme_resolver(spec.acme_email, spec.acme, spec.acme.server, {"httpChallenge": {"entryPoint": WEB}}),
+                **copy.deepcopy(spec.wildcard.resolvers),
+            },
+            "providers": {"file": {"directory": IN_DYNAMIC, "watch": True}},
+        }
+    )
     if spec.dashboard:
         config["api"] = {"dashboard": True, "insecure": False}
     return config
@@ -250,8 +284,8 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any], path: str = "") -> d
     return out
 
 
-def dynamic_config(spec: TraefikSpec) -> dict[str, Any]:
-    """dynamic/routes.yml as data (pure)."""
+def edge_dynamic_config(spec: EdgeSpec) -> dict[str, Any]:
+    """The edge's dynamic/routes.yml as data (pure)."""
     routers: dict[str, Any] = {}
     services: dict[str, Any] = {}
     tcp: dict[str, Any] = {}
@@ -269,6 +303,16 @@ def dynamic_config(spec: TraefikSpec) -> dict[str, Any]:
     for app in spec.production_apps:
         routers[f"app-{app.name}"] = _https_router(app.host, f"app-{app.name}")
         services[f"app-{app.name}"] = _service(app.url)
+    if spec.review_upstream is not None:
+        # Exactly one label under the review domain; nothing else reaches the review instance.
+        routers[REVIEW_ROUTER] = {
+            "entryPoints": [WEBSECURE],
+            "rule": review_rule(h),
+            "service": REVIEW_ROUTER,
+            "middlewares": [SECURITY_HEADERS],
+            "tls": copy.deepcopy(spec.wildcard.review_tls),
+        }
+        services[REVIEW_ROUTER] = {"loadBalancer": {"servers": [{"url": spec.review_upstream}], "passHostHeader": True}}
     config: dict[str, Any] = {
         "http": {"routers": routers, "services": services, "middlewares": {SECURITY_HEADERS: security_headers()}},
         "tls": {
@@ -286,7 +330,7 @@ def dynamic_config(spec: TraefikSpec) -> dict[str, Any]:
     return deep_merge(config, spec.wildcard.dynamic)
 
 
-def dashboard_config(spec: TraefikSpec, users: Sequence[str]) -> dict[str, Any]:
+def dashboard_config(spec: EdgeSpec, users: Sequence[str]) -> dict[str, Any]:
     """dynamic/dashboard.yml as data (pure): api@internal on websecure behind basic auth."""
     rule = f"{host_rule(spec.hostnames.dashboard)} && (PathPrefix(`/api`) || PathPrefix(`/dashboard`))"
     return {
@@ -315,8 +359,29 @@ def to_yaml(data: dict[str, Any]) -> str:
     )
 
 
+def traefik_healthcheck() -> docker.ContainerHealthcheckArgs:
+    return docker.ContainerHealthcheckArgs(
+        tests=["CMD", "traefik", "healthcheck", "--ping"],
+        interval="30s",
+        timeout="5s",
+        retries=3,
+        start_period="20s",
+    )
+
+
 @dataclass(frozen=True)
-class TraefikArgs:
+class TraefikNetworks:
+    """The Docker networks of the traefik host (see the module docstring)."""
+
+    edge: pulumi.Input[str]
+    review: pulumi.Input[str]
+    review_egress: pulumi.Input[str]
+    services: Optional[pulumi.Input[str]] = None
+    """Shared with GitLab when both run on this host."""
+
+
+@dataclass(frozen=True)
+class EdgeTraefikArgs:
     host: HostConfig
     """The host with the traefik role (Production)."""
     ssh_private_key: pulumi.Input[str]
@@ -324,25 +389,20 @@ class TraefikArgs:
     timezone: str
     settings: TraefikSettings
     """Version, ACME, dashboard users (secret), production apps."""
-    docker_ca_cert_pem: pulumi.Input[str]
-    """The Docker CA: Traefik verifies Staging's daemon with it."""
-    docker_client: TlsBundle
-    """Traefik's client certificate for Staging's daemon (DockerCa.client("traefik"))."""
-    review_daemon: Optional[DaemonIdentity] = None
-    """Staging's daemon, watched for review apps (None: no Docker provider)."""
+    networks: TraefikNetworks
     gitlab: Optional[GitLabUpstream] = None
     """Where GitLab is reached (GitLabUpstream.published/on_network); None: no GitLab routes."""
-    network: Optional[pulumi.Input[str]] = None
-    """A Docker network shared with GitLab when both run on this host."""
+    review_apps: bool = True
+    """Forward <label>.dev.<domain> to the review instance."""
     wildcard: WildcardParts = field(default_factory=WildcardParts)
     after: Sequence[pulumi.Resource] = field(default_factory=tuple)
     """Steps that must finish first (the host's /srv layout)."""
 
 
-class Traefik(pulumi.ComponentResource):
-    """Traefik's files and container. Pass the host's Docker provider in `opts`."""
+class EdgeTraefik(pulumi.ComponentResource):
+    """The edge's files and container. Pass the host's Docker provider in `opts`."""
 
-    spec: TraefikSpec
+    spec: EdgeSpec
     static: dict[str, Any]
     dynamic: dict[str, Any]
     files: Any
@@ -350,59 +410,58 @@ class Traefik(pulumi.ComponentResource):
     entrypoints: dict[str, str]
     dashboard_url: Optional[pulumi.Output[str]]
 
-    def __init__(self, name: str, args: TraefikArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
-        super().__init__("delivery:traefik:Traefik", name, None, opts)
+    def __init__(self, name: str, args: EdgeTraefikArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        # The component was `delivery:traefik:Traefik` before the review instance existed.
+        alias = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_="delivery:traefik:Traefik")])
+        super().__init__("delivery:traefik:EdgeTraefik", name, None, pulumi.ResourceOptions.merge(opts, alias))
         s = args.settings
         if s.acme_email is None:
             raise ValueError("Traefik needs the ACME account e-mail (delivery:acmeEmail)")
-        self.spec = spec = TraefikSpec(
+        self.spec = spec = EdgeSpec(
             hostnames=args.hostnames,
             acme_email=s.acme_email,
-            acme_staging=s.acme_staging,
-            review_endpoint=args.review_daemon.docker_endpoint if args.review_daemon else None,
+            acme=s.acme,
             gitlab=args.gitlab,
             production_apps=s.production_apps,
             dashboard=s.dashboard_users is not None,
+            review_upstream=f"http://{REVIEW_CONTAINER_NAME}:{REVIEW_PORT}" if args.review_apps else None,
             wildcard=args.wildcard,
         )
-        self.static = static_config(spec)
-        self.dynamic = dynamic_config(spec)
+        self.static = edge_static_config(spec)
+        self.dynamic = edge_dynamic_config(spec)
         static_yaml = to_yaml(self.static)
         routes_yaml = to_yaml(self.dynamic)
-        client = args.docker_client
+        acme_ca = s.acme.ca_certificate
 
         users = pulumi.Output.secret(s.dashboard_users) if s.dashboard_users is not None else None
 
-        def bundle(values: list[Any]) -> list[FileSpec]:
-            ca, cert, key, users_text = values
-            files = [
-                FileSpec(STATIC_FILE, 0o644, static_yaml),
-                FileSpec(ROUTES_FILE, 0o644, routes_yaml),
-                FileSpec(f"{STAGING_CERTS_DIR}/ca.pem", 0o444, ca),
-                FileSpec(f"{STAGING_CERTS_DIR}/cert.pem", 0o444, cert),
-                FileSpec(f"{STAGING_CERTS_DIR}/key.pem", 0o400, key),
-            ]
+        def bundle(users_text: Optional[str]) -> list[FileSpec]:
+            files = [FileSpec(STATIC_FILE, 0o644, static_yaml), FileSpec(ROUTES_FILE, 0o644, routes_yaml)]
+            if acme_ca is not None:
+                files.append(FileSpec(ACME_CA_FILE, 0o444, acme_ca))
             if users_text is not None:
                 files.append(FileSpec(DASHBOARD_FILE, 0o600, to_yaml(dashboard_config(spec, dashboard_users(users_text)))))
             return files
 
-        files = pulumi.Output.all(args.docker_ca_cert_pem, client.cert_pem, client.key_pem, users).apply(bundle)
+        files = pulumi.Output.from_input(users).apply(bundle) if users is not None else pulumi.Output.from_input(bundle(None))
+        removed = [*LEGACY_STAGING_CERTS, *([] if spec.dashboard else [DASHBOARD_FILE]), *([] if acme_ca else [ACME_CA_FILE])]
         self.files = install_files(
             f"{name}-files",
             host=args.host,
             private_key=args.ssh_private_key,
             files=files,
-            secret=True,
-            ensure=[Ensure(acme_json_on_host(spec.acme_staging), 0o600)],
-            remove=[] if spec.dashboard else [DASHBOARD_FILE],
+            secret=users is not None,
+            ensure=[
+                Ensure(acme_json_on_host(server), 0o600)
+                for server in sorted({s.acme.server, s.acme.wildcard_server})
+            ],
+            remove=removed,
             parent=self,
             depends_on=list(args.after),
         )
 
-        # What only a restart applies: the static config and the client certificate files.
-        restart_hash = pulumi.Output.all(args.docker_ca_cert_pem, client.cert_pem).apply(
-            lambda pems: sha256(static_yaml, *pems)
-        )
+        # What only a restart applies: the static config and the CA it trusts.
+        restart_hash = sha256(static_yaml, acme_ca or "")
         image = docker.RemoteImage(
             f"{name}-image", name=f"{IMAGE}:{s.version}", keep_locally=True, opts=pulumi.ResourceOptions(parent=self)
         )
@@ -415,6 +474,12 @@ class Traefik(pulumi.ComponentResource):
             ("/usr/share/zoneinfo", "/usr/share/zoneinfo", True),
             *((h, c, True) for h, c in args.wildcard.volumes),
         ]
+        n = args.networks
+        networks = [
+            docker.ContainerNetworksAdvancedArgs(name=n.edge),
+            docker.ContainerNetworksAdvancedArgs(name=n.review),
+            *([docker.ContainerNetworksAdvancedArgs(name=n.services)] if n.services is not None else []),
+        ]
         self.container = docker.Container(
             f"{name}-container",
             name=CONTAINER_NAME,
@@ -424,17 +489,9 @@ class Traefik(pulumi.ComponentResource):
             volumes=[
                 docker.ContainerVolumeArgs(host_path=h, container_path=c, read_only=ro) for h, c, ro in mounts
             ],
-            networks_advanced=(
-                [docker.ContainerNetworksAdvancedArgs(name=args.network)] if args.network is not None else None
-            ),
+            networks_advanced=networks,
             envs=[f"TZ={args.timezone}", *args.wildcard.envs],
-            healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD", "traefik", "healthcheck", "--ping"],
-                interval="30s",
-                timeout="5s",
-                retries=3,
-                start_period="20s",
-            ),
+            healthcheck=traefik_healthcheck(),
             labels=[
                 docker.ContainerLabelArgs(label="delivery.managed-by", value="pulumi"),
                 docker.ContainerLabelArgs(label=STATIC_HASH_LABEL, value=restart_hash),

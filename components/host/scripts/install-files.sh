@@ -12,7 +12,8 @@
 #          no ensure= names: files of a setting that was switched off.
 #   remove=PATH  delete PATH when it exists.
 #
-# Every path must be absolute, under /srv/ and without '..'. Everything is checked before
+# Every path must be absolute, under /srv/ (or /etc/docker/certs.d/, registry CAs Docker reads per
+# connection) and without '..'. Everything is checked before
 # anything is written (paths, file types, empty files); a file is written to a temp file
 # in its own directory and renamed into place, only when its content or mode differs.
 # Prints "unchanged" or "changed: <paths>".
@@ -26,8 +27,8 @@ trap cleanup EXIT
 
 check_path() {
   case $1 in
-    /srv/?*) ;;
-    *) echo "refusing '$1': not under /srv/" >&2; exit 2 ;;
+    /srv/?* | /etc/docker/certs.d/?*) ;;
+    *) echo "refusing '$1': not under /srv/ or /etc/docker/certs.d/" >&2; exit 2 ;;
   esac
   case $1 in
     *..* | *//* | *[[:space:]]*) echo "refusing '$1': not a plain absolute path" >&2; exit 2 ;;
