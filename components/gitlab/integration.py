@@ -89,6 +89,8 @@ def build_gitlab(
         cacert_file=trust_file(acme_ca_pem) if acme_ca_pem is not None else None,
         # No /user probe when the provider is configured: a preview must not need a running GitLab.
         early_auth_check=False,
+        # Configured only once GitLab answers (the readiness gate), like everything that uses it.
+        opts=pulumi.ResourceOptions(depends_on=list(gitlab_ready)),
     )
     uses_api = pulumi.ResourceOptions(providers={"gitlab": provider})
 

@@ -207,6 +207,23 @@ def e2e_image(e2e_dockerd: PrivateDockerd) -> str:
     return image
 
 
+@pytest.fixture(scope="session")
+def e2e_images(e2e_dockerd: PrivateDockerd):
+    """The images the program's containers run (tests/e2e/images.py), built once a session."""
+    from components.config.gitlab import DEFAULT_RUNNER_VERSION
+    from components.config.services import DEFAULT_GITLAB_VERSION, DEFAULT_TRAEFIK_VERSION
+
+    from .images import build, standard_images
+
+    t0 = time.monotonic()
+    try:
+        store = build(e2e_dockerd, standard_images(DEFAULT_TRAEFIK_VERSION, DEFAULT_GITLAB_VERSION, DEFAULT_RUNNER_VERSION), log=_log)
+    except (RuntimeError, subprocess.SubprocessError) as e:
+        pytest.fail(f"e2e images could not be built: {e}", pytrace=False)
+    _log(f"images ready in {time.monotonic() - t0:.1f}s")
+    return store
+
+
 def _cached_tarball_exists() -> bool:
     cache = Path(os.environ.get("DELIVERY_E2E_CACHE", "/var/cache/delivery-e2e"))
     return any(cache.glob("bookworm-host-*.tar"))

@@ -11,8 +11,9 @@ a disposable host, for tests/e2e/test_docker_host_e2e.py and scripts/measure_boo
   run would make a new CA and the daemon's TLS files would change every time. Remote commands
   still run on every run (under `pulumi up` an unchanged `remote.Command` would not run at
   all; running it again is the stronger check: every script must find nothing to do).
-  `docker:index/remoteImage:RemoteImage` gets an image id, as the provider would return it;
-  the docker resources themselves are not exercised.
+  `docker:index/remoteImage:RemoteImage` gets an image id, as the provider would return it.
+* `run_program(...)` runs the program with tests/e2e/services_harness.py's `ServiceMocks`: the
+  docker resources are applied to the host's daemon for real (stand-in images, real Traefik).
 """
 
 from __future__ import annotations
@@ -124,16 +125,21 @@ class ProgramRun:
 
 def run_program(
     host: DisposableHost,
-    tls_state: dict,
+    state: Any,
+    images: Any,
     *,
     config: Optional[dict[str, Any]] = None,
     log: Optional[Callable[[str], None]] = None,
     raise_errors: bool = True,
 ) -> ProgramRun:
-    """Run components.stack.build(load_stack_config()) under PlatformMocks against `host`."""
+    """Run components.stack.build(load_stack_config()) against `host`, its docker resources
+    applied for real; `state` (services_harness.StackState) is what Pulumi keeps between runs."""
     from conftest import run_stack  # tests/conftest.py: the same runner as the unit tests
 
-    mocks = PlatformMocks(tls_state, log=log)
+    from .services_harness import Platform, ServiceMocks
+
+    platform = Platform({HOST_NAME: host}, images, log=log or (lambda _m: None))
+    mocks = ServiceMocks(state, images, dial=platform.dial, log=log)
     t0 = time.monotonic()
     try:
         stack = run_stack(config if config is not None else stack_config(host), secrets=secrets(), mocks=mocks)
@@ -141,7 +147,9 @@ def run_program(
         if raise_errors:
             raise
         _EXPECTED_FAILURES.add(str(e))
+        mocks.applier.seen = set()
         return ProgramRun(mocks, time.monotonic() - t0, error=e)
+    mocks.applier.finish_run()
     return ProgramRun(mocks, time.monotonic() - t0, outputs=stack.outputs)
 
 

@@ -167,6 +167,8 @@ class Platform:
 
     def dial(self, host: str, port: int) -> tuple[str, int]:
         """A stack address (a host's bridge address) and port -> the port published on 127.0.0.1."""
+        if host == "127.0.0.1":  # a stack that addresses its host by its published ports already
+            return (host, port)
         for h in self.hosts.values():
             if h.ip == host and port in h.published:
                 return ("127.0.0.1", h.published[port])

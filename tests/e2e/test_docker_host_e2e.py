@@ -30,6 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from components.host.layout import ROLE_DIRECTORIES
 
 from .conftest import DisposableHost, start_host, stop_host
+from .services_harness import StackState
 from .platform_program import ALL_IN_ONE_ROLES, HOST_NAME, TIMEZONE, run_program, stack_config
 
 pytestmark = pytest.mark.e2e
@@ -61,12 +62,12 @@ def platform_host(e2e_dockerd, e2e_image):
 
 
 @pytest.fixture(scope="module")
-def bootstrap(platform_host: DisposableHost):
+def bootstrap(platform_host: DisposableHost, e2e_images):
     """The first run of the program on the bare host."""
-    tls_state: dict = {}
-    first = run_program(platform_host, tls_state, log=_log)
+    state = StackState()
+    first = run_program(platform_host, state, e2e_images, log=_log)
     _log(f"first bootstrap: {first.elapsed:.1f}s, {len(first.mocks.runs)} remote commands")
-    return SimpleNamespace(host=platform_host, tls_state=tls_state, first=first, outputs=first.outputs)
+    return SimpleNamespace(host=platform_host, state=state, images=e2e_images, first=first, outputs=first.outputs)
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -288,14 +289,15 @@ def test_second_run_changes_nothing_and_restarts_nothing(bootstrap):
     (same mtime). Under `pulumi up` unchanged Commands would not even run; here they all run."""
     host = bootstrap.host
     before_unit, before_files = docker_unit(host), files_digest(host)
-    again = run_program(host, bootstrap.tls_state, log=_log)
+    again = run_program(host, bootstrap.state, bootstrap.images, log=_log)
     _log(f"converged re-run: {again.elapsed:.1f}s, first bootstrap {bootstrap.first.elapsed:.1f}s")
     assert sorted(r.name for r in again.mocks.runs) == sorted(r.name for r in bootstrap.first.mocks.runs)
     outputs = {r.name: r.stdout for r in again.mocks.runs}
-    assert outputs[f"{HOST_NAME}-engine"].startswith("unchanged: docker.io ")
-    assert {n: o for n, o in outputs.items() if n != f"{HOST_NAME}-engine"} == {
-        n: "unchanged" for n in outputs if n != f"{HOST_NAME}-engine"
-    }
+    assert outputs.pop(f"{HOST_NAME}-engine").startswith("unchanged: docker.io ")
+    assert outputs.pop("gitlab-server-ready") == "ready: gitlab"
+    assert outputs == {n: "unchanged" for n in outputs}
+    # ... and every container the program declares is the same one (same inputs, not touched).
+    assert {e.action for e in again.mocks.applier.events} == {"same"}
     assert docker_unit(host) == before_unit
     assert files_digest(host) == before_files
     assert again.outputs["operatorClient"] == bootstrap.outputs["operatorClient"]
@@ -312,7 +314,7 @@ def test_listen_address_the_host_does_not_have_is_refused_before_docker_is_touch
     host = bootstrap.host
     before_unit, before_files = docker_unit(host), files_digest(host)
     broken = run_program(
-        host, bootstrap.tls_state, config=stack_config(host, listen_address="192.0.2.10"), raise_errors=False, log=_log
+        host, bootstrap.state, bootstrap.images, config=stack_config(host, listen_address="192.0.2.10"), raise_errors=False, log=_log
     )
     assert broken.error is not None, "the run with a listen address the host lacks succeeded"
     message = str(broken.error)
@@ -355,7 +357,7 @@ def test_docker_that_does_not_come_back_is_restored_with_the_previous_files(boot
         previous_files = files_digest(host)
         assert set(previous_files.values()) == {"absent"}
         before_unit = docker_unit(host)
-        failed = run_program(host, bootstrap.tls_state, raise_errors=False, log=_log)
+        failed = run_program(host, bootstrap.state, bootstrap.images, raise_errors=False, log=_log)
         assert failed.error is not None, "the run succeeded although port 2376 was taken"
         message = str(failed.error)
         assert f"{HOST_NAME}-docker-config: Process exited with status 1" in message
@@ -373,7 +375,7 @@ def test_docker_that_does_not_come_back_is_restored_with_the_previous_files(boot
     finally:
         sh(host, "systemctl stop delivery-e2e-squatter.service || true")
     # with the port free again the same config converges
-    fixed = run_program(host, bootstrap.tls_state, log=_log)
+    fixed = run_program(host, bootstrap.state, bootstrap.images, log=_log)
     assert fixed.stdout(f"{HOST_NAME}-docker-config").endswith("; docker restarted")
     assert sh(host, "docker info --format '{{.Driver}} {{.LiveRestoreEnabled}}'") == "overlay2 true"
     assert docker_get(host, operator_context(fixed.outputs)) == ("HTTP/1.0 200 OK", "OK")

@@ -36,7 +36,7 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _answer
 
     def log_message(self, fmt: str, *args) -> None:
-        print(f"{self.client_address[0]} {fmt % args}", flush=True)
+        print(f"{self.client_address[0]} host={self.headers.get('Host') if hasattr(self, 'headers') else '-'} {fmt % args}", flush=True)
 
 
 ThreadingHTTPServer(("", PORT), Handler).serve_forever()

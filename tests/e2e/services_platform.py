@@ -1,0 +1,248 @@
+"""Both stacks of the README on three disposable hosts, with real Traefik, a real ACME CA and
+DNS, the GitLab and gitlab-runner stand-ins: the bring-up that tests/e2e/test_services_e2e.py
+asserts on and scripts/measure_services.py times.
+
+`bring_up(...)` starts the hosts, pebble and challtestsrv, builds the images, then runs the
+production stack and the staging stack (its StackReference fed with the production run's
+outputs), exactly as a user would with `pulumi up` per stack. The stack configs are the
+example stacks of tests/conftest.py with the keys a user sets for this environment:
+
+* `dockerPackage: docker.io` (Docker's apt repository is out of reach here);
+* `acmeServer` = pebble, `acmeCaCertificate` = pebble's listener CA + its issuing root;
+* `dnsProvider: exec` + `dnsExecScript` (lego's exec provider sets the TXT record through
+  challtestsrv's API), `dnsResolvers` = challtestsrv, `dnsPropagationCheck: false` (the test
+  DNS answers no SOA queries, which lego's check needs);
+* the domain `platform.test`; every name resolves to Production (challtestsrv's default A).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from .acme import AcmeServer
+from .conftest import DisposableHost, start_host, stop_host
+from .dockerd import PrivateDockerd
+from .images import ECHO_IMAGE, ImageStore, build, standard_images
+from .platform_program import HOST_KEY_TYPE
+from .services_harness import Platform, StackUp, run_stack_on
+
+DOMAIN = "platform.test"
+TIMEZONE = "Europe/Volgograd"
+ROLES = {
+    "production": ("traefik", "production-runner"),
+    "services": ("gitlab",),
+    "staging": ("review-apps", "staging-runner"),
+}
+PUBLISHED = {"production": (80, 443, 1023), "services": (), "staging": ()}
+APP_PORT = 8000
+GITLAB_API_TOKEN = "glpat-e2eMOCKtoken0123456789"
+#: The GitLab stand-in reads this file (its /etc/gitlab) to decide when it turns ready.
+STANDIN_CONFIG = "/srv/services/gitlab/config/gitlab-standin.json"
+STANDIN_READY = "/srv/services/gitlab/config/gitlab-standin.ready"
+
+EXEC_SCRIPT = """#!/bin/sh
+# lego's exec provider (dnsProvider exec): $1 is present or cleanup, $2 the FQDN, $3 the value.
+# Sets the TXT record through pebble-challtestsrv's HTTP API (BusyBox/GNU wget, as in Traefik's image).
+set -eu
+api=%(api)s
+case "$1" in
+  present) wget -q -O /dev/null --post-data "{\\"host\\":\\"$2\\",\\"value\\":\\"$3\\"}" "$api/set-txt" ;;
+  cleanup) wget -q -O /dev/null --post-data "{\\"host\\":\\"$2\\"}" "$api/clear-txt" ;;
+  *) echo "unknown mode $1" >&2; exit 2 ;;
+esac
+"""
+
+
+def bcrypt_htpasswd(user: str, password: str) -> str:
+    import bcrypt  # paramiko's dependency
+
+    return f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()}"
+
+
+@dataclass
+class Services:
+    """The running platform and what the tests need to talk to it."""
+
+    daemon: PrivateDockerd
+    hosts: dict[str, DisposableHost]
+    platform: Platform
+    acme: AcmeServer
+    production_config: dict[str, Any]
+    staging_config: dict[str, Any]
+    secrets: tuple[str, ...]
+    dashboard_password: str
+    ups: list[StackUp] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    ready_at: Optional[float] = None
+    """When the GitLab stand-in was switched to ready (time.monotonic())."""
+
+    @property
+    def production(self) -> DisposableHost:
+        return self.hosts["production"]
+
+    def up(self, stack: str) -> StackUp:
+        """One `pulumi up` of a stack (production first: staging reads its outputs)."""
+        if stack == "production":
+            result = run_stack_on(self.platform, "production", self.production_config, self.secrets)
+        else:
+            prod = next(u for u in reversed(self.ups) if u.stack == "production")
+            result = run_stack_on(
+                self.platform, "staging", self.staging_config, self.secrets,
+                stack_outputs={self.staging_config["productionStack"]: prod.outputs},
+                secret_output_names={self.staging_config["productionStack"]: sorted(prod.secret_outputs)},
+            )
+        self.ups.append(result)
+        return result
+
+    def stop(self) -> None:
+        self.acme.stop()
+        if os.environ.get("DELIVERY_E2E_KEEP") == "1":
+            return
+        for h in self.hosts.values():
+            stop_host(self.daemon, h.container, h.volume)
+
+
+def host_entry(host: DisposableHost, name: str) -> dict[str, Any]:
+    return {"name": name, "address": host.ip, "hostKey": host.host_keys[HOST_KEY_TYPE], "roles": list(ROLES[name])}
+
+
+def stack_configs(hosts: dict[str, DisposableHost], acme: AcmeServer, private_key: str, dashboard_users: str) -> tuple[dict, dict]:
+    from conftest import production_config, staging_config  # tests/conftest.py
+
+    common = {
+        "domain": DOMAIN,
+        "timezone": TIMEZONE,
+        "dockerPackage": "docker.io",
+        "sshPrivateKey": private_key,
+        "gitlabToken": GITLAB_API_TOKEN,
+        "runnerScope": {"group": "group"},
+    }
+    production = production_config(
+        **common,
+        hosts=[host_entry(hosts["production"], "production"), host_entry(hosts["services"], "services")],
+        reviewAppsDaemon={"name": "staging", "address": hosts["staging"].ip},
+        acmeEmail="ops@platform.test",
+        acmeServer=acme.directory_url,
+        acmeCaCertificate=acme.ca_bundle_pem,
+        dnsProvider="exec",
+        dnsExecScript=EXEC_SCRIPT % {"api": acme.api_url},
+        dnsResolvers=[acme.dns_address],
+        dnsPropagationCheck="false",
+        traefikDashboardUsers=dashboard_users,
+        productionApps=[{"name": "demo", "host": f"app.{DOMAIN}", "url": f"http://{hosts['production'].ip}:{APP_PORT}"}],
+        gitlabReadyTimeoutSeconds=300,
+    )
+    for key in ("dockerVersion", "dnsCredentials"):
+        production.pop(key, None)
+    staging = staging_config(**common, hosts=[host_entry(hosts["staging"], "staging")])
+    staging.pop("dockerVersion", None)
+    return production, staging
+
+
+def bring_up(daemon: PrivateDockerd, host_image: str, log: Callable[[str], None], *, gate_delay: float = 20.0) -> Services:
+    """Start everything and run both stacks once. The GitLab stand-in reports "not ready" until
+    `gate_delay` seconds after its container runs (the readiness gate must hold the API back)."""
+    from conftest import PRODUCTION_SECRETS
+
+    t0 = time.monotonic()
+    images = build(daemon, standard_images("v3.6.15", "18.5.1-ce.0", "v18.5.0"), log=log)
+    timings = {"images": time.monotonic() - t0}
+    hosts: dict[str, DisposableHost] = {}
+    acme: Optional[AcmeServer] = None
+    try:
+        t1 = time.monotonic()
+        for name in ROLES:
+            hosts[name] = start_host(daemon, host_image, name_prefix=f"delivery-e2e-{name}", publish=PUBLISHED[name], hostname=name)
+            log(f"host {name}: {hosts[name].ip}")
+        # One SSH key for the platform, as users have: the production host's key, authorised everywhere.
+        key_owner = hosts["production"]
+        for h in hosts.values():
+            h.exec("cat >> /root/.ssh/authorized_keys", stdin=key_owner.public_key + "\n")
+        acme = AcmeServer(daemon.bridge_cidr.split("/")[0], hosts["production"].ip).start()
+        timings["hosts"] = time.monotonic() - t1
+        log(f"pebble {acme.directory_url}, challtestsrv dns {acme.dns_address} api {acme.api_url}")
+        password = "e2e-dashboard-password"
+        production, staging = stack_configs(hosts, acme, key_owner.private_key_pem, bcrypt_htpasswd("admin", password))
+        secrets = tuple(PRODUCTION_SECRETS) + ("dnsExecScript",)
+        services = Services(daemon, hosts, Platform(hosts, images, log=log), acme, production, staging, secrets, password,
+                            timings=timings)
+        # The GitLab stand-in starts "not ready": the readiness gate must hold every API call back.
+        hosts["services"].exec(f"install -d -m 0755 /srv/services/gitlab/config && echo '{{\"ready\": false}}' > {STANDIN_CONFIG}")
+        flipper = threading.Thread(target=_turn_ready_later, args=(services, gate_delay), daemon=True)
+        flipper.start()
+        t2 = time.monotonic()
+        services.up("production")
+        timings["production_up"] = time.monotonic() - t2
+        flipper.join(timeout=5)
+        t3 = time.monotonic()
+        services.up("staging")
+        timings["staging_up"] = time.monotonic() - t3
+        timings["bare_to_stacks_up"] = time.monotonic() - t1
+        return services
+    except BaseException:
+        if acme is not None:
+            acme.stop()
+        if os.environ.get("DELIVERY_E2E_KEEP") != "1":
+            for h in hosts.values():
+                stop_host(daemon, h.container, h.volume)
+        raise
+
+
+def _turn_ready_later(services: Services, delay: float, timeout: float = 900) -> None:
+    """Once the GitLab container runs on Services, wait `delay` seconds, then make the stand-in
+    report ready (the file it watches), recording when."""
+    host = services.hosts["services"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        p = host.exec("docker inspect -f '{{.State.Running}}' gitlab 2>/dev/null || true", check=False)
+        if p.stdout.strip() == "true":
+            break
+        time.sleep(1)
+    else:
+        return
+    time.sleep(delay)
+    host.exec(f"touch {STANDIN_READY}")
+    services.ready_at = time.monotonic()
+
+
+def load_image(engine, images: ImageStore, name: str, tag: Optional[str] = None) -> None:
+    """Put an image of the harness's store into a host's daemon (as a registry pull would)."""
+    if engine.inspect("image", name) is None:
+        engine.load_image(images.export(name))
+    if tag is not None:
+        repo, _, t = tag.rpartition(":")
+        engine.request("POST", f"/images/{name}/tag", query={"repo": repo, "tag": t}, expect=(201,))
+
+
+def start_echo(engine, images: ImageStore, name: str, *, labels: dict[str, str], publish: Optional[tuple[str, int]] = None,
+               app_name: Optional[str] = None) -> str:
+    """An echo container on a host's daemon (not the program's): its ID."""
+    load_image(engine, images, ECHO_IMAGE)
+    host_config: dict[str, Any] = {}
+    config: dict[str, Any] = {"Image": ECHO_IMAGE, "Labels": labels, "Env": [f"APP_NAME={app_name or name}"]}
+    if publish is not None:
+        ip, port = publish
+        config["ExposedPorts"] = {"8080/tcp": {}}
+        host_config["PortBindings"] = {"8080/tcp": [{"HostIp": ip, "HostPort": str(port) if port else ""}]}
+    config["HostConfig"] = host_config
+    created = engine.json("POST", "/containers/create", query={"name": name}, body=config)
+    engine.request("POST", f"/containers/{created['Id']}/start", expect=(204,))
+    return created["Id"]
+
+
+def container_states(engine) -> dict[str, tuple[str, str]]:
+    """name -> (ID, StartedAt) of every container on a daemon."""
+    out = {}
+    for c in engine.containers():
+        info = engine.inspect("container", c["Id"]) or {}
+        out[c["Names"][0].lstrip("/")] = (c["Id"], (info.get("State") or {}).get("StartedAt", ""))
+    return out
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, indent=1, sort_keys=True, default=str)
