@@ -319,6 +319,7 @@ def production_outputs() -> dict[str, Any]:
             "staging": {"certPem": fake_pem("CERTIFICATE", "staging"), "keyPem": fake_pem("EC PRIVATE KEY", "staging")}
         },
         "gitlabUrl": "https://gitlab.company.ru",
+        "dockerEndpoints": {"production": "tcp://192.168.88.1:2376", "services": "tcp://192.168.88.2:2376"},
     }
 
 

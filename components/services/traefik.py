@@ -170,7 +170,15 @@ def static_config(spec: TraefikSpec) -> dict[str, Any]:
     config: dict[str, Any] = {
         "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
         "log": {"level": "INFO"},
-        "accessLog": {"filePath": f"{IN_LOGS}/access.log", "format": "common", "bufferingSize": 100},
+        "accessLog": {
+            "filePath": f"{IN_LOGS}/access.log",
+            "format": "common",
+            "bufferingSize": 100,
+            # Edge protection (components/operations/fail2ban.py): without it Traefik does not
+            # log requests of internal services, so the dashboard's (api@internal) 401s never
+            # reach fail2ban.
+            "addInternals": True,
+        },
         "entryPoints": {
             # The ACME HTTP-01 challenge router has the highest priority, so the
             # challenge is answered on :80 although everything else is redirected.
