@@ -59,8 +59,10 @@ def build_edge_protection(
         trusted = pulumi.Output.all(trusted, production).apply(lambda t: [*t[0], *t[1]])
     allowed = trusted.apply(lambda t: list(dict.fromkeys([*t, *ops.docker_api_allowed_sources])))
 
+    firewalls = {}
     for h in p.hosts:
-        DockerApiFirewall(
+        # after Docker's install: both may run apt-get, which takes its locks without waiting
+        firewalls[h.name] = DockerApiFirewall(
             f"{h.name}-firewall",
             DockerApiFirewallArgs(
                 host=h,
@@ -82,7 +84,8 @@ def build_edge_protection(
             ssh_private_key=p.ssh_private_key,
             jails=ops.jails,
             ignore_ips=ignore,
-            after=[hosts[traefik_host.name].setup],
+            # after the firewall, which runs after Docker's install (apt-get, one at a time)
+            after=[hosts[traefik_host.name].setup, firewalls[traefik_host.name].install],
         ),
     )
     LogRotation(
