@@ -21,6 +21,7 @@ from .host.docker_ca import (
 )
 from .host.docker_host import DockerHost, DockerHostArgs
 from .host.layout import directories_for
+from .operations import build_edge_protection
 from .services.platform_services import build_services
 
 
@@ -156,4 +157,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         )
         for name, value in gitlab_outputs.items():
             outputs.setdefault(name, value)  # gitlabUrl may already come from the GitLab server
+
+    # -- Edge protection: Docker API firewall, fail2ban, log rotation (docs/operations.md) --
+    build_edge_protection(cfg, hosts, trust)
     return outputs

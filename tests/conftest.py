@@ -364,6 +364,7 @@ def production_outputs() -> dict[str, Any]:
             }
         },
         "gitlabUrl": "https://gitlab.company.ru",
+        "dockerEndpoints": {"production": "tcp://192.168.88.1:2376", "services": "tcp://192.168.88.2:2376"},
     }
 
 

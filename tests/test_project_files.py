@@ -38,7 +38,7 @@ def structured_keys() -> set[str]:
     """Keys listed in Pulumi.yaml's comment block of structured (object/list) keys."""
     text = (ROOT / "Pulumi.yaml").read_text()
     block = text.split("# Structured keys", 1)[1].split("\nconfig:", 1)[0]
-    return set(re.findall(r"^#   ([a-zA-Z]+)\s", block, flags=re.M))
+    return set(re.findall(r"^#   ([a-zA-Z][a-zA-Z0-9]*)\s", block, flags=re.M))
 
 
 def test_pulumi_yaml_names_a_python_project_with_a_virtualenv():

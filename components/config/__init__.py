@@ -14,6 +14,7 @@ from typing import Optional
 import pulumi
 
 from .gitlab import GitLabConfig, parse_gitlab
+from .operations import OperationsConfig, parse_operations
 from .platform import (
     DOCKER_PACKAGES,
     ROLES,
@@ -36,6 +37,7 @@ __all__ = [
     "DockerTlsConfig",
     "GitLabConfig",
     "HostConfig",
+    "OperationsConfig",
     "PlatformConfig",
     "ServicesConfig",
     "StackConfig",
@@ -49,6 +51,8 @@ class StackConfig:
     services: ServicesConfig
     gitlab: Optional[GitLabConfig] = None
     """GitLab API connection, runners, CI variables (components/config/gitlab.py)."""
+    operations: OperationsConfig = OperationsConfig()
+    """Edge protection: Docker API firewall, fail2ban, log rotation (components/config/operations.py)."""
 
 
 def load_stack_config(project: Optional[str] = None, stack: Optional[str] = None) -> StackConfig:
@@ -57,6 +61,7 @@ def load_stack_config(project: Optional[str] = None, stack: Optional[str] = None
     platform = parse_platform(reader, stack or pulumi.get_stack())
     services = parse_services(reader, platform)
     gitlab = parse_gitlab(reader, platform, services)
+    operations = parse_operations(reader)
     reader.raise_if_errors()
     assert platform is not None and services is not None
-    return StackConfig(platform=platform, services=services, gitlab=gitlab)
+    return StackConfig(platform=platform, services=services, gitlab=gitlab, operations=operations)

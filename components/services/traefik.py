@@ -197,18 +197,23 @@ class EdgeSpec:
     wildcard: WildcardParts = field(default_factory=WildcardParts)
 
 
-def base_static(access_log: str) -> dict[str, Any]:
-    """What both instances' static configs start with (pure)."""
+def base_static(access_log: str, *, internals: bool = False) -> dict[str, Any]:
+    """What both instances' static configs start with (pure). `internals` logs the requests of
+    Traefik's internal services too (the edge: fail2ban needs the dashboard's 401s,
+    components/operations/fail2ban.py)."""
+    log: dict[str, Any] = {"filePath": access_log, "format": "common", "bufferingSize": 100}
+    if internals:
+        log["addInternals"] = True
     return {
         "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
         "log": {"level": "INFO"},
-        "accessLog": {"filePath": access_log, "format": "common", "bufferingSize": 100},
+        "accessLog": log,
     }
 
 
 def edge_static_config(spec: EdgeSpec) -> dict[str, Any]:
     """The edge's traefik.yml as data (pure)."""
-    config = base_static(f"{IN_LOGS}/access.log")
+    config = base_static(f"{IN_LOGS}/access.log", internals=True)
     config.update(
         {
             "entryPoints": {

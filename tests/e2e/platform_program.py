@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional
 import pulumi
 
 from .conftest import DisposableHost
+from .dockerd import BRIDGE_CIDR
 from .real_mocks import TLS_HANDLERS, RealMocks, plain
 
 #: Roles of the all-in-one host: every role a production stack (the one that owns the Docker
@@ -40,6 +41,9 @@ TIMEZONE = "Europe/Volgograd"
 #: ECDSA with a stock OpenSSH server, and a pinned ssh-ed25519 key would then be a mismatch.
 #: Pinning the ECDSA key works whether or not the client narrows (docs/e2e.md).
 HOST_KEY_TYPE = "ecdsa-sha2-nistp256"
+#: Where the tests (the operator) reach the hosts from: the private bridge's gateway. The Docker
+#: API firewall must allow it, as an operator's machine (docs/operations.md).
+OPERATOR_ADDRESS = BRIDGE_CIDR.split("/", 1)[0]
 
 
 def stack_config(host: DisposableHost, *, listen_address: str = "0.0.0.0", **overrides: Any) -> dict[str, Any]:
@@ -50,6 +54,7 @@ def stack_config(host: DisposableHost, *, listen_address: str = "0.0.0.0", **ove
         dockerPackage="docker.io",
         timezone=TIMEZONE,
         sshPrivateKey=host.private_key_pem,
+        dockerApiAllowedSources=[OPERATOR_ADDRESS],
         hosts=[
             {
                 "name": HOST_NAME,
