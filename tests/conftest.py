@@ -105,6 +105,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
             state.update(imageId=f"sha256:{abs(hash(args.inputs.get('name'))):064x}"[:71], repoDigest=f"{args.inputs.get('name')}@sha256:{'0' * 64}")
         elif t == "gitlab:index/userRunner:UserRunner":
             state.update(token=f"glrt-mock-{n}")
+            return str(7000 + sum(map(ord, n)) % 1000), state  # GitLab's runner IDs are numbers
         elif t == "pulumi:pulumi:StackReference":
             name = args.inputs.get("name") or args.resource_id or n
             outputs = self.stack_outputs.get(name)

@@ -372,3 +372,66 @@ def test_preview_of_a_fresh_stack_with_the_token_set_evaluates():
     runner = run.named("gitlab-runner-production-user-runner")
     assert runner.plain["tagLists"] == ["production"], runner.urn
     assert run.named("gitlab-api").plain["earlyAuthCheck"] == "false"
+
+
+# -- where runners serve: several projects, this infrastructure project ---------------------------
+ENABLEMENT = "gitlab:index/projectRunnerEnablement:ProjectRunnerEnablement"
+
+
+def test_a_project_runner_is_enabled_in_the_other_projects_of_the_scope():
+    run = staging(runnerScope={"projects": ["group/app", "group/delivery"]})
+    runner = run.named("gitlab-runner-staging-user-runner")
+    assert runner.plain["runnerType"] == "project_type"
+    (enable,) = run.of_type(ENABLEMENT)
+    assert enable.plain["project"] == "group/delivery", enable.urn
+    assert runner.urn in enable.dependencies, f"{enable.urn} enables the runner once it exists"
+    assert isinstance(enable.plain["runnerId"], (int, float)) and enable.plain["runnerId"] >= 7000, enable.urn
+
+
+def test_infra_project_joins_the_default_scope():
+    run = staging(ciProject="group/app", infraProject="group/delivery", acmeEmail="mail@company.ru", runnerScope=None)
+    assert [e.plain["project"] for e in run.of_type(ENABLEMENT)] == ["group/delivery"]
+
+
+def test_the_locked_production_runner_cannot_serve_several_projects():
+    with pytest.raises(pulumi.RunError, match=r"delivery:runners\.production-runner\.locked: a locked runner cannot be enabled in other projects \(group/delivery\)"):
+        production(runnerScope={"projects": ["group/app", "group/delivery"]})
+
+
+def test_a_group_scope_serves_every_project_of_the_group_without_enablements():
+    run = production(runnerScope={"group": "group"})
+    assert run.named("gitlab-runner-production-user-runner").plain["runnerType"] == "group_type"
+    assert not run.of_type(ENABLEMENT)
+
+
+# -- a private ACME CA: the runner and the host's Docker trust it --------------------------------
+def test_runner_and_registry_login_trust_the_acme_ca():
+    from conftest import ca_certificate_pem
+    from service_files import bundle
+
+    pem = ca_certificate_pem("runner test CA")
+    run = production(acmeCaCertificate=pem)
+    assert config_toml(run, "production")["runners"][0]["tls-ca-file"] == "/etc/gitlab-runner/certs/acme-ca.pem"
+    trust = run.named("gitlab-runner-production-trust")
+    files = bundle(trust)
+    assert files["/srv/gitlab-runner/config/certs/acme-ca.pem"] == (0o444, pem)
+    assert files["/etc/docker/certs.d/registry.company.ru/ca.crt"] == (0o444, pem)
+    assert trust.urn in run.named("gitlab-runner-production-container").dependencies
+
+
+def test_gitlab_provider_trusts_the_acme_ca_through_a_file_named_by_its_hash():
+    from conftest import ca_certificate_pem
+
+    pem = ca_certificate_pem("provider test CA")
+    provider = production(acmeCaCertificate=pem).named("gitlab-api")
+    path = ROOT / provider.plain["cacertFile"]
+    assert not Path(provider.plain["cacertFile"]).is_absolute(), "the path must not differ between machines"
+    assert path.read_text() == pem
+    assert hashlib.sha256(pem.encode()).hexdigest()[:12] in path.name
+
+
+def test_without_a_private_ca_nothing_extra_is_trusted():
+    run = production()
+    assert "tls-ca-file" not in config_toml(run, "production")["runners"][0]
+    assert "cacertFile" not in run.named("gitlab-api").plain
+    assert not [r for r in run.registrations if r.name.endswith("-trust")]

@@ -142,3 +142,52 @@ def test_every_service_problem_is_reported_at_once():
     for key in ("gitlabVersion", "traefikVersion", "wildcardMethod", "acmeStaging", "gitlabShmSize"):
         assert f"delivery:{key}:" in msg, key
 
+
+
+# -- ACME: any CA --------------------------------------------------------------------------------
+def test_acme_server_and_staging_are_exclusive():
+    msg = errors_of(production_config(acmeServer="https://ca.example.net/directory", acmeStaging="true"))
+    assert "delivery:acmeStaging: switches the wildcard certificate to Let's Encrypt's staging CA" in msg
+
+
+@pytest.mark.parametrize("bad", ["http://ca.example.net/directory", "ca.example.net", "https://ca example/dir"])
+def test_acme_server_must_be_an_https_url(bad):
+    assert "delivery:acmeServer: expected an https:// ACME directory URL" in errors_of(production_config(acmeServer=bad))
+
+
+def test_acme_ca_certificate_must_be_pem_ca_certificates():
+    from conftest import fake_pem
+
+    assert "delivery:acmeCaCertificate: expected PEM CA certificates" in errors_of(
+        production_config(acmeCaCertificate=fake_pem("CERTIFICATE", "not-parseable"))
+    )
+
+
+def test_acme_staging_covers_the_wildcard_only():
+    s = load(production_config(acmeStaging="true")).services
+    assert s.traefik.acme.server == "https://acme-v02.api.letsencrypt.org/directory"
+    assert s.traefik.acme.wildcard_server == "https://acme-staging-v02.api.letsencrypt.org/directory"
+
+
+def test_dns_resolvers_get_the_dns_port_when_none_is_given():
+    s = load(production_config(dnsResolvers=["192.0.2.1", "ns.example.net:5353", "[2001:db8::1]"])).services
+    assert s.wildcard.resolvers == ("192.0.2.1:53", "ns.example.net:5353", "[2001:db8::1]:53")
+
+
+def test_dns_resolvers_are_for_the_traefik_method_only():
+    cfg = production_config(wildcardMethod="dnsrobocert", dnsProvider="yandex", dnsCredentials={"auth_token": "x" * 12},
+                            dnsResolvers=["192.0.2.1"])
+    assert "delivery:dnsResolvers: is used by wildcardMethod traefik (lego) only" in errors_of(cfg)
+
+
+def test_exec_provider_needs_its_script_and_no_credentials():
+    cfg = production_config(dnsProvider="exec")
+    cfg.pop("dnsCredentials")
+    assert "delivery:dnsExecScript: missing" in errors_of(cfg)
+    s = load({**cfg, "dnsExecScript": "#!/bin/sh\ntrue\n"}, secrets=PRODUCTION_SECRETS + ("dnsExecScript",)).services
+    assert s.wildcard.dns_provider == "exec" and not s.wildcard.dns_credentials
+
+
+def test_exec_script_without_the_exec_provider_is_an_error():
+    cfg = production_config(dnsExecScript="#!/bin/sh\ntrue\n")
+    assert "delivery:dnsExecScript: is only used with dnsProvider exec" in errors_of(cfg, secrets=PRODUCTION_SECRETS + ("dnsExecScript",))

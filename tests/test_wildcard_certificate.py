@@ -224,3 +224,18 @@ def test_wildcard_domain_is_exported_plain(method):
     run = production() if method == "traefik" else dnsrobocert()
     assert run.outputs["wildcardDomain"] == "dev.company.ru"
     assert "wildcardDomain" not in run.secret_outputs
+
+
+def test_exec_provider_installs_the_script_and_points_lego_at_it():
+    cfg = {"dnsProvider": "exec", "dnsExecScript": "#!/bin/sh\necho exec-script-MOCK\n"}
+    from conftest import PRODUCTION_SECRETS, production_config, run_stack
+
+    config = production_config(**cfg)
+    config.pop("dnsCredentials")
+    run = run_stack(config, secrets=PRODUCTION_SECRETS + ("dnsExecScript",))
+    step = run.named("wildcard-certificate-credentials")
+    assert step.secret("stdin"), step.urn
+    assert bundle(step) == {"/srv/traefik/secrets/dns/exec.sh": (0o500, cfg["dnsExecScript"])}
+    envs = run.named("traefik-container").plain["envs"]
+    assert "EXEC_PATH=/secrets/dns/exec.sh" in envs
+    assert not [e for e in envs if "exec-script-MOCK" in e]
