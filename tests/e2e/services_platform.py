@@ -28,7 +28,7 @@ from .acme import AcmeServer
 from .conftest import DisposableHost, start_host, stop_host
 from .dockerd import PrivateDockerd
 from .images import ECHO_IMAGE, ImageStore, build, standard_images
-from .platform_program import HOST_KEY_TYPE
+from .platform_program import HOST_KEY_TYPE, OPERATOR_ADDRESS
 from .services_harness import Platform, StackUp, run_stack_on
 
 DOMAIN = "platform.test"
@@ -121,6 +121,11 @@ def stack_configs(hosts: dict[str, DisposableHost], acme: AcmeServer, private_ke
         "sshPrivateKey": private_key,
         "gitlabToken": GITLAB_API_TOKEN,
         "runnerScope": {"group": "group"},
+        # The operator (these tests) reaches the Docker APIs from the harness bridge's gateway,
+        # and its many probes (404s while a route appears, 401s of the dashboard) must not get
+        # it banned: the allow-list a user gives an office or CI address.
+        "dockerApiAllowedSources": [OPERATOR_ADDRESS],
+        "fail2banIgnoreIps": [OPERATOR_ADDRESS],
     }
     production = production_config(
         **common,

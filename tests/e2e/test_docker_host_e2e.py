@@ -73,9 +73,9 @@ def bootstrap(platform_host: DisposableHost, e2e_images):
 # -- helpers --------------------------------------------------------------------------------
 
 
-def sh(host: DisposableHost, command: str) -> str:
+def sh(host: DisposableHost, command: str, timeout: float = 300) -> str:
     """stdout of `command` on the host over SSH (pinned host key); fails on a non-zero exit."""
-    code, out, err = host.ssh(command, timeout=120)
+    code, out, err = host.ssh(command, timeout=timeout)
     assert code == 0, f"{command!r} exited {code}: {out}{err}"
     return out.strip()
 
@@ -253,8 +253,9 @@ def test_docker_tls_files_modes_owner_and_content(bootstrap):
             "/etc/systemd/system/docker.service.d/10-delivery.conf 644 root:root",
         ]
     )
-    assert sh(host, "cat /etc/docker/tls/ca.pem") == bootstrap.outputs["dockerCaCertPem"].strip()
-    ca = x509.load_pem_x509_certificate(bootstrap.outputs["dockerCaCertPem"].encode())
+    # The all-in-one host runs review apps: it is in the staging trust domain, and trusts both CAs.
+    assert sh(host, "cat /etc/docker/tls/ca.pem") == bootstrap.outputs["operatorClient"]["caPem"].strip()
+    ca = x509.load_pem_x509_certificate(bootstrap.outputs["dockerStagingCaCertPem"].encode())
     server = x509.load_pem_x509_certificate(sh(host, "cat /etc/docker/tls/server-cert.pem").encode())
     server.verify_directly_issued_by(ca)
     sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

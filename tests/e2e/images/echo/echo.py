@@ -4,6 +4,7 @@
 
 import json
 import os
+import signal
 import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -39,4 +40,6 @@ class Handler(BaseHTTPRequestHandler):
         print(f"{self.client_address[0]} host={self.headers.get('Host') if hasattr(self, 'headers') else '-'} {fmt % args}", flush=True)
 
 
+# PID 1 ignores signals it has no handler for: stop on SIGTERM as an app should.
+signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 ThreadingHTTPServer(("", PORT), Handler).serve_forever()

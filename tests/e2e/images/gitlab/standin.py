@@ -13,6 +13,7 @@
 
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -106,6 +107,8 @@ def ssh_banner() -> None:
 
 
 def main() -> None:
+    # PID 1 ignores signals it has no handler for: stop on SIGTERM as GitLab does.
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     os.makedirs(os.path.dirname(REQUESTS_LOG), exist_ok=True)
     for service, port in (("gitlab", 80), ("registry", 5005)):
         server = ThreadingHTTPServer(("", port), handler_for(service, port))
