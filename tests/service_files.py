@@ -15,6 +15,8 @@ from typing import Any, Iterator
 import yaml
 from jsonschema import Draft7Validator
 
+from schema_files import PUBLISHED_SCHEMAS
+
 from conftest import (
     DASHBOARD_USERS,
     DNS_API_TOKEN,
@@ -27,7 +29,7 @@ from conftest import (
     run_stack,
 )
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "shared" / "schemas"
+SCHEMAS = PUBLISHED_SCHEMAS
 STATIC_SCHEMA = "traefik-v3.json"
 DYNAMIC_SCHEMA = "traefik-v3-file-provider.json"
 
