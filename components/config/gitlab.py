@@ -51,6 +51,8 @@ VOLUME = re.compile(r"^/[^:\s]*(:/[^:\s]*(:(ro|rw))?)?$")
 #: least 8 characters from the Base64 alphabet (RFC 4648, also URL-safe) and `@ : . ~`.
 MASKABLE = re.compile(r"^[A-Za-z0-9+/=@:.~_-]{8,}$")
 #: Variable names that hold credentials: masked, protected and hidden by default.
+#: An API token as GitLab prints it: one word (a trailing line break from a file is refused).
+API_TOKEN = re.compile(r"[\x21-\x7e]+")
 SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|PASS|KEY|CREDENTIAL|PRIVATE|AUTH)", re.IGNORECASE)
 
 TOKEN_COMMAND = "pulumi config set --secret delivery:gitlabToken <token>"
@@ -127,6 +129,7 @@ DEFAULT_RUNNERS: dict[str, RunnerSettings] = {
 }
 
 RUNNER_KEYS = ("tags", "accessLevel", "locked", "concurrent", "requestConcurrency", "maximumTimeout", "description", "volumes")
+SCOPE_KEYS = ("project", "group")
 VARIABLE_KEYS = ("value", "masked", "protected", "raw", "hidden", "environmentScope", "description")
 
 
@@ -190,7 +193,7 @@ def _known_secret(reader: ConfigReader, key: str) -> Optional[str]:
 
 
 def check_maskable(reader: ConfigReader, path: str, value: str) -> bool:
-    if MASKABLE.match(value):
+    if MASKABLE.fullmatch(value):
         return True
     reader.error(
         path,
@@ -248,10 +251,10 @@ def _parse_runner(r: ConfigReader, role: str, raw: Any) -> Optional[RunnerSettin
 
 
 def _parse_scope(r: ConfigReader, raw: Any) -> Optional[RunnerScope]:
-    obj = check_object(r, "runnerScope", raw, ("project", "group"))
+    obj = check_object(r, "runnerScope", raw, SCOPE_KEYS)
     if obj is None:
         return None
-    if len([k for k in ("project", "group") if k in obj]) != 1:
+    if len([k for k in SCOPE_KEYS if k in obj]) != 1:
         r.error("runnerScope", "expected exactly one of project (a project path such as group/app) or group (a group path)")
         return None
     if "project" in obj:
@@ -263,7 +266,7 @@ def _parse_scope(r: ConfigReader, raw: Any) -> Optional[RunnerScope]:
 
 def _plain_variable(r: ConfigReader, name: str, raw: Any, scope: str) -> Optional[CiVariable]:
     path = f"ciVariables.{name}"
-    if not VARIABLE_NAME.match(name):
+    if not VARIABLE_NAME.fullmatch(name):
         r.error(path, "expected a variable name of letters, digits and _ (not starting with a digit)")
         return None
     if isinstance(raw, str):
@@ -299,7 +302,7 @@ def _plain_variable(r: ConfigReader, name: str, raw: Any, scope: str) -> Optiona
 
 def _secret_variable(r: ConfigReader, key: str, name: str, value: pulumi.Output[str], known: Optional[str], scope: str) -> Optional[CiVariable]:
     path = f"{key}.{name}" if key == "ciSecretVariables" else key
-    if not VARIABLE_NAME.match(name):
+    if not VARIABLE_NAME.fullmatch(name):
         r.error(path, "expected a variable name of letters, digits and _ (not starting with a digit)")
         return None
     if known is not None and not check_maskable(r, path, known):
@@ -393,10 +396,12 @@ def parse_gitlab(r: ConfigReader, platform: Optional[PlatformConfig], services: 
     known_token = _known_secret(r, "gitlabToken")
     if token is not None and known_token is not None and known_token.startswith("glrt-"):
         r.error("gitlabToken", "is a runner authentication token (glrt-); expected an API token with the api and create_runner scopes")
+    elif token is not None and known_token is not None and not API_TOKEN.fullmatch(known_token):
+        r.error("gitlabToken", "expected the API token alone, on one line without spaces (the value is not shown)")
     version = r.string("gitlabRunnerVersion", default=DEFAULT_RUNNER_VERSION, pattern=RUNNER_VERSION, expected="a pinned gitlab/gitlab-runner tag such as v18.5.0 (not latest)")
     image = r.string("runnerDefaultImage", default=DEFAULT_RUNNER_IMAGE, expected="a pinned image such as docker:29.2.0-cli")
     if image is not None:
-        m = IMAGE.match(image)
+        m = IMAGE.fullmatch(image)
         if m is None or (m.group("tag") is None and m.group("digest") is None) or m.group("tag") == "latest":
             r.error("runnerDefaultImage", f"expected a pinned image (name:tag or name@sha256:..., not latest), got {image!r}")
     rotation = r.string("runnerTokenRotation", expected="any string, e.g. 2026-07")

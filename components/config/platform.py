@@ -131,6 +131,7 @@ class PlatformConfig:
 
 
 HOST_KEYS = ("name", "address", "user", "port", "hostKey", "roles", "dnsNames", "dockerListenAddress", "dockerPort")
+DAEMON_KEYS = ("name", "address", "dnsNames")
 
 
 def _parse_host(r: ConfigReader, path: str, value: Any) -> Optional[HostConfig]:
@@ -177,7 +178,7 @@ def _parse_host(r: ConfigReader, path: str, value: Any) -> Optional[HostConfig]:
 
 
 def _parse_daemon(r: ConfigReader, key: str, value: Any) -> Optional[DaemonIdentity]:
-    obj = check_object(r, key, value, ("name", "address", "dnsNames"))
+    obj = check_object(r, key, value, DAEMON_KEYS)
     if obj is None:
         return None
     before = len(r.errors)

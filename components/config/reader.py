@@ -7,6 +7,10 @@ stack's config is reported at once by `ConfigReader.raise_if_errors()`.
 
 Secret values never appear in a message: for keys declared secret only the
 key and what was expected are named.
+
+Every pattern is applied with `fullmatch`: a value must match as a whole, so that a
+trailing line break (which `match` with `$` lets through) is refused like any other
+stray character.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ T = TypeVar("T")
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+INTEGER = re.compile(r"-?[0-9]+")
 
 
 class ConfigReader:
@@ -90,10 +95,7 @@ class ConfigReader:
             if required:
                 self.error(key, "missing; expected an integer")
             return default
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = value
+        parsed: Any = int(value) if INTEGER.fullmatch(value) else value
         return check_int(self, key, parsed, minimum=minimum, maximum=maximum)
 
     def boolean(self, key: str, *, default: bool) -> bool:
@@ -170,7 +172,7 @@ def check_string(
         if value not in options:
             reader.error(path, f"expected one of {', '.join(options)}, got {value!r}")
             return None
-    if pattern is not None and not pattern.match(value):
+    if pattern is not None and not pattern.fullmatch(value):
         reader.error(path, f"expected {expected}, got {value!r}")
         return None
     return value
@@ -208,10 +210,16 @@ def check_ip(reader: ConfigReader, path: str, value: Any) -> Optional[str]:
         reader.error(path, f"expected an IPv4 or IPv6 address, got {type_name(value)}")
         return None
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
     except ValueError:
         reader.error(path, f"expected an IPv4 or IPv6 address, got {value!r}")
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        # fe80::1%eth0: the zone names an interface of one machine, not an address others can
+        # use, and it is free text that would reach scripts and certificates.
+        reader.error(path, f"expected an IPv4 or IPv6 address without a zone (%...), got {value!r}")
+        return None
+    return str(address)
 
 
 def check_domain(reader: ConfigReader, path: str, value: Any) -> Optional[str]:

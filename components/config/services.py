@@ -142,7 +142,7 @@ def _traefik_version(r: ConfigReader) -> Optional[str]:
     value = r.string("traefikVersion", default=DEFAULT_TRAEFIK_VERSION, pattern=TRAEFIK_VERSION, expected="a Traefik version such as v3.6.1")
     if value is None:
         return None
-    m = TRAEFIK_VERSION.match(value)
+    m = TRAEFIK_VERSION.fullmatch(value)
     assert m is not None
     parts = tuple(int(x) for x in m.groups())
     if parts[0] != 3 or parts < MIN_TRAEFIK_VERSION:
@@ -158,7 +158,7 @@ def _secret_lines(r: ConfigReader, key: str) -> Optional[pulumi.Output[str]]:
         return None
     raw = r.raw(key) or ""
     lines = [line for line in raw.splitlines() if line.strip()]
-    bad = [i + 1 for i, line in enumerate(lines) if not HTPASSWD_LINE.match(line.strip())]
+    bad = [i + 1 for i, line in enumerate(lines) if not HTPASSWD_LINE.fullmatch(line.strip())]
     if not lines or bad:
         where = f" (line {', '.join(map(str, bad))})" if bad else ""
         r.error(key, f"expected htpasswd lines 'user:hash', e.g. from `htpasswd -nbB user password`{where} (the value is not shown)")
@@ -170,8 +170,12 @@ def _root_password(r: ConfigReader, required: bool) -> Optional[pulumi.Output[st
     value = r.secret_string("gitlabRootPassword", required=required)
     if value is None:
         return None
-    if len(r.raw("gitlabRootPassword") or "") < GITLAB_MIN_ROOT_PASSWORD:
+    known = r.raw("gitlabRootPassword") or ""
+    if len(known) < GITLAB_MIN_ROOT_PASSWORD:
         r.error("gitlabRootPassword", f"expected at least {GITLAB_MIN_ROOT_PASSWORD} characters, as GitLab requires (the value is not shown)")
+        return None
+    if "\n" in known or "\r" in known:
+        r.error("gitlabRootPassword", "expected a single line: a line break would become part of the password (the value is not shown)")
         return None
     return value
 
@@ -231,7 +235,7 @@ def _dns_credentials(r: ConfigReader, method: Optional[str], required: bool) -> 
         pattern, expected = LEGO_VARIABLE, "a lego environment variable such as CF_DNS_API_TOKEN"
     ok = True
     for name in creds:
-        if not pattern.match(name):
+        if not pattern.fullmatch(name):
             r.error(f"dnsCredentials.{name}", f"expected the name to be {expected} (wildcardMethod {method or 'traefik'})")
             ok = False
         elif method != "dnsrobocert" and name.endswith("_FILE"):
