@@ -264,14 +264,24 @@ DNS_API_TOKEN = "mock-dns-api-token-4Kd9"
 DASHBOARD_USERS = "admin:$2y$05$mockmockmockmockmockmuXb3wQ7bQe4m2k9a8Zb1c2d3e4f5g6h"
 
 
+#: Pinned SSH host keys of the example hosts (ECDSA, as `ssh-keyscan -t ecdsa <address>` prints them).
+HOST_KEYS = {
+    "production": "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBIthd6IUJv1sJOvtrR5R6qN3qy+0hjU5vjyaaUvYIgv8X8mSE97VA05vDlskBqyOrZ0qAPmhF/LbOJHYS8T1Wh4=",
+    "services": "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBMgwpeW/D5GgFXAfijFHfGSph5SJNR7MO2U7l6zgKMT8B0HYHm1oon6ptFqy36keQHdpVTRDUtIMnT1e2+Mf6Js=",
+    "staging": "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBD9YBlgUZqOYZhOGg+8gXXRUYjWun8UbTK6SVj04QvThx9ZlACicC5FSkD+1g73eYwkjMngjGw8ino3TVcY6gg4=",
+}
+#: The pinned key of any other test host.
+HOST_KEY = HOST_KEYS["production"]
+
+
 def production_config(**overrides: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "domain": "company.ru",
         "timezone": "Europe/Volgograd",
         "sshPrivateKey": SSH_KEY,
         "hosts": [
-            {"name": "production", "address": "192.168.88.1", "roles": ["traefik", "production-runner"]},
-            {"name": "services", "address": "192.168.88.2", "roles": ["gitlab"]},
+            {"name": "production", "address": "192.168.88.1", "hostKey": HOST_KEYS["production"], "roles": ["traefik", "production-runner"]},
+            {"name": "services", "address": "192.168.88.2", "hostKey": HOST_KEYS["services"], "roles": ["gitlab"]},
         ],
         "reviewAppsDaemon": {"name": "staging", "address": "192.168.88.3"},
         "ciProject": "group/app",
@@ -294,7 +304,7 @@ def staging_config(**overrides: Any) -> dict[str, Any]:
         "sshPrivateKey": SSH_KEY,
         "productionStack": PRODUCTION_STACK,
         "runnerScope": {"project": "group/app"},
-        "hosts": [{"name": "staging", "address": "192.168.88.3", "roles": ["review-apps", "staging-runner"]}],
+        "hosts": [{"name": "staging", "address": "192.168.88.3", "hostKey": HOST_KEYS["staging"], "roles": ["review-apps", "staging-runner"]}],
     }
     cfg.update(overrides)
     return cfg

@@ -84,6 +84,13 @@ def named(key: str, container: str, name: str, value: Any, **extra: Any) -> Case
     return Case(key, lambda s: ({**production_config(), **extra, container: {name + s: value}}, "production"), f"{container}.{name}")
 
 
+def unpinned() -> Config:
+    """The production example whose first host opts out of host key verification."""
+    cfg = production_config()
+    del cfg["hosts"][0]["hostKey"]
+    return cfg
+
+
 APP = "productionApps[0]"
 RUNNER = "runners.production-runner"
 VAR = "ciVariables.DEPLOY_ENVIRONMENT"
@@ -104,6 +111,7 @@ CASES: list[Case] = [
     nested("hosts[].user", "hosts[0].user", "deploy"),
     nested("hosts[].port", "hosts[0].port", 22),
     nested("hosts[].hostKey", "hosts[0].hostKey", "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTY="),
+    nested("hosts[].insecureSkipHostKeyCheck", "hosts[0].insecureSkipHostKeyCheck", True, base=unpinned),
     nested("hosts[].roles", "hosts[0].roles[1]", "production-runner"),
     nested("hosts[].dnsNames", "hosts[0].dnsNames[0]", "production.company.ru"),
     nested("hosts[].dockerListenAddress", "hosts[0].dockerListenAddress", "0.0.0.0"),

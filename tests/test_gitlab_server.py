@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import GITLAB_ROOT_PASSWORD, PRODUCTION_SECRETS, production_config, run_stack
+from conftest import HOST_KEY, GITLAB_ROOT_PASSWORD, PRODUCTION_SECRETS, production_config, run_stack
 from service_files import bundle, container_labels, container_volumes, production
 
 from components.host.remote_script import sha256
@@ -87,9 +87,9 @@ def test_trusted_proxies_and_real_ip_are_the_traefik_hosts():
 
 def test_trusted_proxies_follow_the_traefik_role():
     hosts = [
-        {"name": "production", "address": "192.168.88.1", "roles": ["production-runner"]},
-        {"name": "edge", "address": "192.168.88.9", "roles": ["traefik"]},
-        {"name": "services", "address": "192.168.88.2", "roles": ["gitlab"]},
+        {"name": "production", "address": "192.168.88.1", "hostKey": HOST_KEY, "roles": ["production-runner"]},
+        {"name": "edge", "address": "192.168.88.9", "hostKey": HOST_KEY, "roles": ["traefik"]},
+        {"name": "services", "address": "192.168.88.2", "hostKey": HOST_KEY, "roles": ["gitlab"]},
     ]
     assert "gitlab_rails['trusted_proxies'] = ['192.168.88.9']" in sent_gitlab_rb(production(hosts=hosts)).splitlines()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import PRODUCTION_SECRETS, PRODUCTION_STACK, ROOT, production_config, production_outputs, run_stack, staging_config
+from conftest import HOST_KEYS, PRODUCTION_SECRETS, PRODUCTION_STACK, ROOT, production_config, production_outputs, run_stack, staging_config
 
 from components.config import reader as reader_module
 
@@ -99,6 +99,11 @@ def test_stack_file_evaluates_with_its_secrets_set(stack):
     config = {k.split(":", 1)[1]: v for k, v in settings.items()}
     secrets = {k: v for k, v in (production_config() if stack == "production" else staging_config()).items() if k in PRODUCTION_SECRETS}
     config.update(secrets)
+    # Host keys are the user's to pin (`pulumi config set --path 'hosts[0].hostKey' ...`): the
+    # example servers' keys cannot be known, so the stack files leave them out.
+    assert all("hostKey" not in h for h in config["hosts"]), "the stack files must not carry made-up host keys"
+    for h in config["hosts"]:
+        h["hostKey"] = HOST_KEYS[h["name"]]
     kwargs = {"stack_outputs": {PRODUCTION_STACK: production_outputs()}} if stack == "staging" else {}
     run = run_stack(config, secrets=tuple(secrets), stack=stack, **kwargs)
     assert run.of_type("pulumi:providers:docker")

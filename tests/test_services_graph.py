@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from conftest import PRODUCTION_SECRETS, production_config, run_stack
+from conftest import HOST_KEY, PRODUCTION_SECRETS, production_config, run_stack
 from service_files import SECRET_VALUES, bundle, plain_strings, production
 
 DNSROBOCERT = {"wildcardMethod": "dnsrobocert", "dnsProvider": "yandex", "dnsCredentials": {"auth_token": "mock-lexicon-token-93Fa"}}
@@ -121,7 +121,7 @@ def test_a_fresh_stack_previews_with_the_services(method):
 
 
 def co_located_run():
-    hosts = [{"name": "solo", "address": "192.168.88.5", "roles": ["gitlab", "traefik", "production-runner"]}]
+    hosts = [{"name": "solo", "address": "192.168.88.5", "hostKey": HOST_KEY, "roles": ["gitlab", "traefik", "production-runner"]}]
     return run_stack(production_config(hosts=hosts), secrets=PRODUCTION_SECRETS)
 
 

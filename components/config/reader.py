@@ -37,6 +37,7 @@ class ConfigReader:
     def __init__(self, project: str) -> None:
         self.project = project
         self.errors: list[str] = []
+        self.warnings: list[str] = []
         self.used_keys: set[str] = set()
 
     # -- plumbing ---------------------------------------------------------
@@ -45,6 +46,10 @@ class ConfigReader:
 
     def error(self, path: str, message: str) -> None:
         self.errors.append(f"{self.full(path)}: {message}")
+
+    def warn(self, path: str, message: str) -> None:
+        """A setting that is valid but weakens the platform on purpose: said on every run."""
+        self.warnings.append(f"{self.full(path)}: {message}")
 
     def raw(self, key: str) -> Optional[str]:
         """The raw string value of a key, without the SDK's secret warning."""
