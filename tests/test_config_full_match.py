@@ -137,6 +137,7 @@ CASES: list[Case] = [
     # GitLab integration
     scalar("gitlabToken", TOKEN),
     scalar("gitlabUrl", "https://gitlab.company.ru"),
+    scalar("gitlabAllowInsecureUrl", "true"),
     scalar("gitlabRunnerVersion", "v18.5.0"),
     scalar("runnerDefaultImage", "docker:29.2.0-cli"),
     nested("runnerScope.project", "runnerScope.project", "group/app"),

@@ -162,6 +162,8 @@ class CiConfig:
 class GitLabConfig:
     url_override: Optional[str]
     """`gitlabUrl`; else https://gitlab.<domain> (production) or the production stack's output."""
+    allow_insecure_url: bool
+    """`gitlabAllowInsecureUrl`: an http:// GitLab URL is accepted (a lab); otherwise refused."""
     token: Optional[pulumi.Output[str]]
     """API token (scopes `api` and `create_runner`); None leaves the API resources out."""
     runner_version: str
@@ -179,6 +181,19 @@ class GitLabConfig:
 
     def default_url(self, domain: str) -> str:
         return self.url_override or f"https://gitlab.{domain}"
+
+
+INSECURE_URL = (
+    "http:// would send the API token and the runners' tokens in clear; use https://, or set "
+    "gitlabAllowInsecureUrl: true for a lab"
+)
+
+
+def check_secure_url(url: str, allow_insecure: bool, where: str) -> str:
+    """`url` if it is https:// (or insecure URLs are allowed); `where` names its source."""
+    if url.lower().startswith("http://") and not allow_insecure:
+        raise pulumi.RunError(f"{where}: {INSECURE_URL}")
+    return url
 
 
 def api_base_url(url: str) -> str:
@@ -392,6 +407,12 @@ def parse_gitlab(r: ConfigReader, platform: Optional[PlatformConfig], services: 
     LETSENCRYPT_EMAIL (acmeEmail) and the DNS token's default (dnsCredentials)."""
     before = len(r.errors)
     url = r.string("gitlabUrl", pattern=URL, expected="a URL such as https://gitlab.company.ru")
+    allow_insecure = r.boolean("gitlabAllowInsecureUrl", default=False)
+    if url is not None and url.lower().startswith("http://"):
+        if not allow_insecure:
+            r.error("gitlabUrl", INSECURE_URL)
+        else:
+            r.warn("gitlabAllowInsecureUrl", f"GitLab is reached at {url}: the API token and the runners' tokens travel in clear")
     token = r.secret_string("gitlabToken")
     known_token = _known_secret(r, "gitlabToken")
     if token is not None and known_token is not None and known_token.startswith("glrt-"):
@@ -437,6 +458,7 @@ def parse_gitlab(r: ConfigReader, platform: Optional[PlatformConfig], services: 
         return None
     return GitLabConfig(
         url_override=url,
+        allow_insecure_url=allow_insecure,
         token=token,
         runner_version=version,
         runner_default_image=image,

@@ -15,7 +15,7 @@ import pulumi
 import pulumi_gitlab as gitlab
 
 from ..config import PlatformConfig
-from ..config.gitlab import TOKEN_COMMAND, GitLabConfig, api_base_url
+from ..config.gitlab import TOKEN_COMMAND, GitLabConfig, api_base_url, check_secure_url
 from ..host.docker_ca import DockerCaReference
 from ..host.docker_host import DockerHost
 from .gitlab_runner import GitLabRunner, GitLabRunnerArgs
@@ -28,10 +28,14 @@ RUNNER_TAGS_OUTPUT = "runnerTags"
 
 def gitlab_url(p: PlatformConfig, g: GitLabConfig, production: Optional[DockerCaReference]) -> pulumi.Input[str]:
     """GitLab's URL: `gitlabUrl` if set; else https://gitlab.<domain> in the stack that runs
-    GitLab, and the production stack's `gitlabUrl` output in a satellite stack."""
+    GitLab, and the production stack's `gitlabUrl` output in a satellite stack (refused when it
+    is http://, unless gitlabAllowInsecureUrl says otherwise: tokens travel with it)."""
     if g.url_override is not None or production is None:
         return g.default_url(p.domain)
-    return production.require(GITLAB_URL_OUTPUT)
+    where = f"delivery:gitlabUrl (the output gitlabUrl of {p.production_stack})"
+    return pulumi.Output.from_input(production.require(GITLAB_URL_OUTPUT)).apply(
+        lambda url: check_secure_url(url, g.allow_insecure_url, where)
+    )
 
 
 def build_gitlab(
