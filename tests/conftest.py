@@ -261,7 +261,7 @@ PRODUCTION_STACK = "organization/delivery/production"
 # Secret values of the example production config: tests check they never leak.
 GITLAB_ROOT_PASSWORD = "Mock-root-passw0rd-7Qx"
 DNS_API_TOKEN = "mock-dns-api-token-4Kd9"
-DASHBOARD_USERS = "admin:$2y$05$mockmockmockmockmockmuXb3wQ7bQe4m2k9a8Zb1c2d3e4f5g6h"
+DASHBOARD_USERS = "admin:$2y$05$Yjbx6uDjVn.KmF.QfdNASef9tXCH2kTE8mBb8xF2ir.HGy.mN3V9q"
 
 
 #: Pinned SSH host keys of the example hosts (ECDSA, as `ssh-keyscan -t ecdsa <address>` prints them).
