@@ -149,6 +149,7 @@ CASES: list[Case] = [
     nested("runners.<role>.requestConcurrency", f"{RUNNER}.requestConcurrency", 2),
     nested("runners.<role>.maximumTimeout", f"{RUNNER}.maximumTimeout", 3600),
     nested("runners.<role>.volumes", f"{RUNNER}.volumes[0]", "/cache"),
+    nested("runners.<role>.allowDangerous", f"{RUNNER}.allowDangerous[0]", "volumes", runners={"production-runner": {"volumes": ["/etc:/e"]}}),
     scalar("ciProject", "group/app"),
     scalar("ciEnvironmentScope", "production"),
     named("ciVariables.<NAME>", "ciVariables", "DEPLOY_ENVIRONMENT", "production"),

@@ -10,6 +10,7 @@ required and are validated here, before any resource exists.
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -45,8 +46,20 @@ URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/-]*)?$")
 TAG = re.compile(r"^[A-Za-z0-9_.:-][A-Za-z0-9 _.:-]{0,254}$")
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 ENVIRONMENT_SCOPE = re.compile(r"^[A-Za-z0-9_.*/${} -]{1,255}$")
-#: Docker volume spec of the executor: `/path`, or `/host:/container[:ro|rw]`.
-VOLUME = re.compile(r"^/[^:\s]*(:/[^:\s]*(:(ro|rw))?)?$")
+#: Docker volume spec of the executor: `/path`, or `/host:/container[:ro|rw]`; no `..` segment.
+VOLUME = re.compile(r"^(?!.*(^|/)\.\.(/|:|$))/[^:\s]*(:/[^:\s]*(:(ro|rw))?)?$")
+#: The host's Docker socket: shared with jobs by the seed's docker executor, by design (it gives a
+#: job the host's Docker, docs/gitlab.md says so); not refused.
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+#: Host folders a job volume must not bind, nor any folder that holds one of them (`/`, `/var`,
+#: `/srv`): the system, Docker's and containerd's data, and the platform's secrets under /srv.
+HOST_ONLY_PATHS = (
+    "/etc", "/root", "/home", "/boot", "/dev", "/proc", "/sys", "/run", "/var/run", "/usr", "/bin",
+    "/sbin", "/lib", "/lib32", "/lib64", "/var/lib/docker", "/var/lib/containerd",
+    "/srv/services", "/srv/traefik", "/srv/letsencrypt-dns", "/srv/gitlab-runner/config",
+)
+#: Overrides that can be dangerous, and may be allowed one by one (runners.<role>.allowDangerous).
+DANGEROUS_KEYS = ("accessLevel", "volumes")
 #: GitLab's masking rules, in their strictest (all versions) form: a single line of at
 #: least 8 characters from the Base64 alphabet (RFC 4648, also URL-safe) and `@ : . ~`.
 MASKABLE = re.compile(r"^[A-Za-z0-9+/=@:.~_-]{8,}$")
@@ -128,7 +141,10 @@ DEFAULT_RUNNERS: dict[str, RunnerSettings] = {
     ),
 }
 
-RUNNER_KEYS = ("tags", "accessLevel", "locked", "concurrent", "requestConcurrency", "maximumTimeout", "description", "volumes")
+RUNNER_KEYS = (
+    "tags", "accessLevel", "locked", "concurrent", "requestConcurrency", "maximumTimeout", "description", "volumes",
+    "allowDangerous",
+)
 SCOPE_KEYS = ("project", "group")
 VARIABLE_KEYS = ("value", "masked", "protected", "raw", "hidden", "environmentScope", "description")
 
@@ -218,6 +234,57 @@ def check_maskable(reader: ConfigReader, path: str, value: str) -> bool:
     return False
 
 
+def dangerous_host_path(volume: str) -> Optional[str]:
+    """The host path of a bind volume (`/host:/container[:mode]`) when it gives a job the host,
+    else None. An anonymous volume (`/cache`) and the Docker socket are not dangerous here."""
+    if ":" not in volume:
+        return None
+    host = posixpath.normpath(volume.split(":", 1)[0])
+    if host in DOCKER_SOCKETS:
+        return None
+    for path in HOST_ONLY_PATHS:
+        if host == "/" or host == path or host.startswith(path + "/") or path.startswith(host + "/"):
+            return host
+    return None
+
+
+def _dangers(role: str, access: Optional[str], volumes: Optional[list[str]]) -> dict[str, list[tuple[str, str]]]:
+    """What in a runner's overrides is dangerous: key -> [(config path suffix, reason)]."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    if role == "production-runner" and access == "not_protected":
+        found["accessLevel"] = [(
+            "accessLevel",
+            "not_protected on the production runner lets a job from any branch, pushed by anyone with "
+            "Developer access, run on Production (its Docker, /srv and deploy credentials)",
+        )]
+    for i, volume in enumerate(volumes or ()):
+        host = dangerous_host_path(volume)
+        if host is not None:
+            found.setdefault("volumes", []).append((
+                f"volumes[{i}]",
+                f"binds the host's {host} into every job: a job could read or change the host (its system, "
+                "Docker's data or the platform's secrets)",
+            ))
+    return found
+
+
+def _check_dangers(r: ConfigReader, path: str, role: str, obj: dict[str, Any], access: Optional[str], volumes: Optional[list[str]]) -> None:
+    """Refuse dangerous overrides unless `allowDangerous` names them; warn about allowed ones."""
+    allowed = set(
+        check_list(r, f"{path}.allowDangerous", obj.get("allowDangerous", []), lambda p, v: check_string(r, p, v, choices=DANGEROUS_KEYS))
+        or ()
+    )
+    found = _dangers(role, access, volumes if "volumes" in obj else None)
+    for key in DANGEROUS_KEYS:
+        for where, reason in found.get(key, []):
+            if key in allowed:
+                r.warn(f"{path}.allowDangerous", f"{path}.{where} is allowed although it is dangerous: {reason}")
+            else:
+                r.error(f"{path}.{where}", f"{reason}; set {path}.allowDangerous: [{key}] if you mean it")
+        if key in allowed and key not in found:
+            r.error(f"{path}.allowDangerous", f"lists {key}, but no {'volume is' if key == 'volumes' else 'value is'} dangerous: remove it")
+
+
 def _parse_runner(r: ConfigReader, role: str, raw: Any) -> Optional[RunnerSettings]:
     base = DEFAULT_RUNNERS[role]
     if raw is None:
@@ -248,6 +315,7 @@ def _parse_runner(r: ConfigReader, role: str, raw: Any) -> Optional[RunnerSettin
         )
         if parsed_volumes is not None:
             volumes = tuple(parsed_volumes)
+    _check_dangers(r, path, role, obj, access, list(volumes))
     if len(r.errors) != before:
         return None
     assert access and locked is not None and concurrent and request and timeout and description is not None
