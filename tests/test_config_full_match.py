@@ -135,7 +135,8 @@ CASES: list[Case] = [
     scalar("dnsPropagationSeconds", "120"),
     scalar("dnsrobocertVersion", "3.26.1"),
     # GitLab integration
-    scalar("gitlabToken", TOKEN),
+    scalar("gitlabToken", TOKEN, gitlabIntegration="enabled"),
+    scalar("gitlabIntegration", "enabled", gitlabToken=TOKEN),
     scalar("gitlabUrl", "https://gitlab.company.ru"),
     scalar("gitlabAllowInsecureUrl", "true"),
     scalar("gitlabRunnerVersion", "v18.5.0"),

@@ -99,7 +99,6 @@ def test_runner_uses_the_gitlab_provider_configured_from_stack_config():
     assert runner.provider.startswith(provider.urn + "::"), runner.urn
     assert provider.plain["baseUrl"] == "https://gitlab.company.ru/api/v4/", provider.urn
     assert provider.secret("token") and provider.plain["token"] == API_TOKEN, provider.urn
-    assert provider.plain["earlyAuthCheck"] == "false", provider.urn
 
 
 def test_gitlab_url_override_reaches_provider_and_config_toml():
@@ -367,7 +366,6 @@ def test_script_refuses_input_without_a_token(tmp_path: Path):
 
 # -- preview ---------------------------------------------------------------------------------------------------
 def test_preview_of_a_fresh_stack_with_the_token_set_evaluates():
-    run = run_stack(production_base(gitlabToken=API_TOKEN), secrets=SECRETS, preview=True)
+    run = run_stack(production_base(gitlabToken=API_TOKEN, gitlabIntegration="enabled"), secrets=SECRETS, preview=True)
     runner = run.named("gitlab-runner-production-user-runner")
     assert runner.plain["tagLists"] == ["production"], runner.urn
-    assert run.named("gitlab-api").plain["earlyAuthCheck"] == "false"

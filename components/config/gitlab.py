@@ -1,10 +1,19 @@
 """GitLab integration: the API connection, the runners of the stack's hosts, the CI/CD
 variables of the application project.
 
-Every key is optional while `gitlabToken` is unset: until it is set (it can only be
-created once GitLab runs) the program leaves the GitLab API resources out and says so
-in a warning. Once it is set, the runners' scope and the CI variables' values become
-required and are validated here, before any resource exists.
+`gitlabIntegration` says where the integration stands, because the program cannot tell a
+first run (no token can exist before GitLab runs) from a lost token (docs/gitlab.md):
+
+* `pending` (unset): the first run; without `gitlabToken` the GitLab API resources are left
+  out with a warning. A token without `gitlabIntegration: enabled` is refused, so the switch is
+  set together with the token.
+* `enabled`: the integration exists; `gitlabToken` is required. A missing token stops the run
+  before any resource is registered, instead of deleting the runners and CI variables.
+* `removed`: the integration is taken down on purpose; its resources are left out (and so
+  deleted by `pulumi up`), the token is ignored.
+
+Once enabled, the runners' scope and the CI variables' values are required and validated
+here, before any resource exists.
 """
 
 from __future__ import annotations
@@ -69,6 +78,9 @@ API_TOKEN = re.compile(r"[\x21-\x7e]+")
 SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|PASS|KEY|CREDENTIAL|PRIVATE|AUTH)", re.IGNORECASE)
 
 TOKEN_COMMAND = "pulumi config set --secret delivery:gitlabToken <token>"
+ENABLE_COMMAND = "pulumi config set delivery:gitlabIntegration enabled"
+#: gitlabIntegration: the first run (default), the integration in place, taken down on purpose.
+INTEGRATION_STATES = ("pending", "enabled", "removed")
 
 
 @dataclass(frozen=True)
@@ -180,8 +192,10 @@ class GitLabConfig:
     """`gitlabUrl`; else https://gitlab.<domain> (production) or the production stack's output."""
     allow_insecure_url: bool
     """`gitlabAllowInsecureUrl`: an http:// GitLab URL is accepted (a lab); otherwise refused."""
+    integration: str
+    """`gitlabIntegration`: pending (first run), enabled or removed."""
     token: Optional[pulumi.Output[str]]
-    """API token (scopes `api` and `create_runner`); None leaves the API resources out."""
+    """API token (scopes `api` and `create_runner`); set exactly when the integration is enabled."""
     runner_version: str
     runner_default_image: str
     runner_scope: Optional[RunnerScope]
@@ -193,7 +207,7 @@ class GitLabConfig:
 
     @property
     def enabled(self) -> bool:
-        return self.token is not None
+        return self.integration == "enabled" and self.token is not None
 
     def default_url(self, domain: str) -> str:
         return self.url_override or f"https://gitlab.{domain}"
@@ -470,6 +484,31 @@ def _parse_ci(r: ConfigReader, platform: Optional[PlatformConfig], services: Opt
     return CiConfig(project=project, environment_scope=scope, variables=tuple(variables[k] for k in sorted(variables)))
 
 
+def _integration_token(
+    r: ConfigReader, integration: str, token: Optional[pulumi.Output[str]], token_given: bool
+) -> Optional[pulumi.Output[str]]:
+    """The token the integration uses, checked against gitlabIntegration (see the module doc).
+    `token_given`: a value is set (`token` is None also when it was refused for not being secret)."""
+    if integration == "enabled" and not token_given:
+        r.error(
+            "gitlabToken",
+            "missing, and gitlabIntegration is enabled: this stack's runners and CI/CD variables exist in GitLab, "
+            "and leaving them out would delete them. Nothing was changed. Set the token again "
+            f"(`{TOKEN_COMMAND}`), or set gitlabIntegration to removed to delete them on purpose",
+        )
+    elif integration == "pending" and token is not None:
+        r.error(
+            "gitlabIntegration",
+            f"is not set but gitlabToken is: run `{ENABLE_COMMAND}` with the token, so that losing the token later "
+            "stops the run instead of deleting the runners and CI/CD variables",
+        )
+    elif integration == "removed":
+        if token is not None:
+            r.warn("gitlabToken", "is ignored: gitlabIntegration is removed (remove the token with `pulumi config rm delivery:gitlabToken`)")
+        return None
+    return token
+
+
 def parse_gitlab(r: ConfigReader, platform: Optional[PlatformConfig], services: Optional[ServicesConfig] = None) -> Optional[GitLabConfig]:
     """The `gitlab*`, `runner*` and `ci*` keys; errors are collected in `r`. `services` gives
     LETSENCRYPT_EMAIL (acmeEmail) and the DNS token's default (dnsCredentials)."""
@@ -481,8 +520,12 @@ def parse_gitlab(r: ConfigReader, platform: Optional[PlatformConfig], services: 
             r.error("gitlabUrl", INSECURE_URL)
         else:
             r.warn("gitlabAllowInsecureUrl", f"GitLab is reached at {url}: the API token and the runners' tokens travel in clear")
+    state = r.string("gitlabIntegration", default="pending", choices=INTEGRATION_STATES)
+    integration = state or "pending"
     token = r.secret_string("gitlabToken")
     known_token = _known_secret(r, "gitlabToken")
+    if state is not None:
+        token = _integration_token(r, integration, token, known_token is not None)
     if token is not None and known_token is not None and known_token.startswith("glrt-"):
         r.error("gitlabToken", "is a runner authentication token (glrt-); expected an API token with the api and create_runner scopes")
     elif token is not None and known_token is not None and not API_TOKEN.fullmatch(known_token):
@@ -504,7 +547,7 @@ def parse_gitlab(r: ConfigReader, platform: Optional[PlatformConfig], services: 
         obj = check_object(r, "runners", raw_runners, RUNNER_ROLES)
         overrides = obj or {}
 
-    ci = _parse_ci(r, platform, services, token is not None)
+    ci = _parse_ci(r, platform, services, integration == "enabled")
     if scope is None and raw_scope is None and ci is not None:
         scope = RunnerScope("project", ci.project)
 
@@ -520,13 +563,14 @@ def parse_gitlab(r: ConfigReader, platform: Optional[PlatformConfig], services: 
         for role in overrides:
             if role in RUNNER_ROLES and role not in roles:
                 r.error(f"runners.{role}", f"no host of this stack has the role {role!r}")
-        if token is not None and roles and scope is None:
+        if integration == "enabled" and roles and scope is None:
             r.error("runnerScope", "missing; expected {project: <group/app>} or {group: <group>} (or set ciProject): where the runners are created")
     if len(r.errors) != before or version is None or image is None:
         return None
     return GitLabConfig(
         url_override=url,
         allow_insecure_url=allow_insecure,
+        integration=integration,
         token=token,
         runner_version=version,
         runner_default_image=image,
