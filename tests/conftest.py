@@ -131,6 +131,12 @@ class RecordingMonitor(MockMonitor):
     def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
         super().__init__(mocks)
         self.registrations: list[Registration] = []
+        #: URN -> what the component registered with register_outputs (kept in the state too).
+        self.resource_outputs: dict[str, dict[str, Any]] = {}
+
+    def RegisterResourceOutputs(self, request):  # noqa: N802 - gRPC method name
+        self.resource_outputs[request.urn] = rpc.deserialize_properties(request.outputs, keep_internal=False)
+        return super().RegisterResourceOutputs(request)
 
     def RegisterResource(self, request):  # noqa: N802 - gRPC method name
         response = super().RegisterResource(request)
@@ -165,6 +171,8 @@ class StackRun:
     registrations: list[Registration]
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
+    resource_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """URN -> the outputs a component registered (register_outputs), secrets still marked."""
 
     def of_type(self, typ: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == typ]
@@ -200,7 +208,7 @@ def run_program(
         {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()},
         secret_keys=[f"{PROJECT}:{k}" for k in secrets],
     )
-    run = StackRun(monitor.registrations)
+    run = StackRun(monitor.registrations, resource_outputs=monitor.resource_outputs)
 
     async def collect(outputs: dict[str, Any]) -> None:
         for key, value in outputs.items():

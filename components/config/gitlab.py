@@ -175,7 +175,8 @@ class CiVariable:
     """Masked and hidden in the UI (GitLab >= 17.4); set only when the variable is created."""
     raw: bool = False
     environment_scope: str = "*"
-    description: Optional[str] = None
+    description: Optional[Union[str, pulumi.Output[str]]] = None
+    """Shown in GitLab; a secret Output when it comes from a secret ciVariables."""
 
 
 @dataclass(frozen=True)
@@ -361,7 +362,11 @@ def _parse_scope(r: ConfigReader, raw: Any) -> Optional[RunnerScope]:
     return RunnerScope("group", path) if path else None
 
 
-def _plain_variable(r: ConfigReader, name: str, raw: Any, scope: str) -> Optional[CiVariable]:
+def _plain_variable(r: ConfigReader, name: str, raw: Any, scope: str, secret: bool = False) -> Optional[CiVariable]:
+    """One entry of ciVariables. `secret`: ciVariables is held as a secret (set with `--secret`,
+    or a secret somewhere under it with `--path`): its value and description become secret
+    Outputs and errors do not show them. The name and the environment scope identify the
+    variable (its resource name, GitLab's ID) and are never secret."""
     path = f"ciVariables.{name}"
     if not VARIABLE_NAME.fullmatch(name):
         r.error(path, "expected a variable name of letters, digits and _ (not starting with a digit)")
@@ -374,7 +379,7 @@ def _plain_variable(r: ConfigReader, name: str, raw: Any, scope: str) -> Optiona
     before = len(r.errors)
     if "value" not in obj:
         r.error(f"{path}.value", "missing; expected a string")
-    value = check_string(r, f"{path}.value", obj.get("value", ""))
+    value = check_string(r, f"{path}.value", obj.get("value", ""), shown=not secret)
     secret_like = bool(SECRET_NAME.search(name))
     masked = check_bool(r, f"{path}.masked", obj.get("masked", secret_like))
     protected = check_bool(r, f"{path}.protected", obj.get("protected", secret_like))
@@ -383,7 +388,7 @@ def _plain_variable(r: ConfigReader, name: str, raw: Any, scope: str) -> Optiona
     env = check_string(r, f"{path}.environmentScope", obj.get("environmentScope", scope), pattern=ENVIRONMENT_SCOPE, expected="an environment scope such as * or review/*")
     description = None
     if obj.get("description") is not None:
-        description = check_string(r, f"{path}.description", obj["description"])
+        description = check_string(r, f"{path}.description", obj["description"], shown=not secret)
     if hidden and masked is False:
         r.error(f"{path}.hidden", "needs masked: true (GitLab hides only masked values)")
     if value is not None and (masked or hidden):
@@ -392,8 +397,15 @@ def _plain_variable(r: ConfigReader, name: str, raw: Any, scope: str) -> Optiona
         return None
     assert value is not None and env
     return CiVariable(
-        key=name, value=value, secret=False, masked=bool(masked), protected=bool(protected),
-        hidden=bool(hidden), raw=bool(raw_flag), environment_scope=env, description=description,
+        key=name,
+        value=pulumi.Output.secret(value) if secret else value,
+        secret=secret,
+        masked=bool(masked),
+        protected=bool(protected),
+        hidden=bool(hidden),
+        raw=bool(raw_flag),
+        environment_scope=env,
+        description=pulumi.Output.secret(description) if secret and description is not None else description,
     )
 
 
@@ -430,7 +442,14 @@ def _dns_token(r: ConfigReader, services: Optional[ServicesConfig], scope: str) 
 def _parse_ci(r: ConfigReader, platform: Optional[PlatformConfig], services: Optional[ServicesConfig], token_set: bool) -> Optional[CiConfig]:
     project = r.string("ciProject", pattern=PROJECT_PATH, expected="a project path such as group/app")
     scope = r.string("ciEnvironmentScope", default="*", pattern=ENVIRONMENT_SCOPE, expected="an environment scope such as * or production") or "*"
-    raw_plain = r.structured("ciVariables", expected="an object NAME: value or NAME: {value, masked, protected, raw, hidden, environmentScope, description}")
+    raw_plain = r.structured(
+        "ciVariables",
+        expected="an object NAME: value or NAME: {value, masked, protected, raw, hidden, environmentScope, description}",
+        secret_ok=True,
+    )
+    # Held as a secret: every value in it stays secret (a value set with --secret --path makes
+    # the whole key secret; the program cannot tell which leaf was meant).
+    plain_is_secret = raw_plain is not None and r.is_secret("ciVariables")
     secret_map = r.secret_map("ciSecretVariables")
     dns_token = _dns_token(r, services, scope)
     email = services.traefik.acme_email if services is not None else None
@@ -459,7 +478,7 @@ def _parse_ci(r: ConfigReader, platform: Optional[PlatformConfig], services: Opt
             r.error("ciVariables", "expected an object NAME: value or NAME: {value, masked, protected, ...}")
         else:
             for name, raw in raw_plain.items():
-                v = _plain_variable(r, name, raw, scope)
+                v = _plain_variable(r, name, raw, scope, secret=plain_is_secret)
                 if v is not None:
                     variables[name] = v
     if secret_map is not None:

@@ -59,6 +59,21 @@ class ConfigReader:
     def is_secret(self, key: str) -> bool:
         return runtime_config.is_config_secret(self.full(key))
 
+    def plain(self, key: str) -> Optional[str]:
+        """The value of a key the program uses in plain text (names, files, labels). A value
+        Pulumi holds as a secret (`config set --secret`, or a secret anywhere under the key with
+        `--path`) must stay secret wherever it goes, so such a key refuses it."""
+        value = self.raw(key)
+        if value not in (None, "") and self.is_secret(key):
+            self.error(
+                key,
+                "is set as a secret, but this key is used in plain text (resource names, files, labels), where the "
+                f"secret would be stored unencrypted: set it without --secret (`pulumi config set {self.full(key)} ...`) "
+                "(its value is not shown)",
+            )
+            return None
+        return value
+
     def raise_if_errors(self) -> None:
         if self.errors:
             lines = "\n".join(f"  - {e}" for e in self.errors)
@@ -79,7 +94,7 @@ class ConfigReader:
         expected: str = "a string",
         choices: Optional[Iterable[str]] = None,
     ) -> Optional[str]:
-        value = self.raw(key)
+        value = self.plain(key)
         if value is None or value == "":
             if required:
                 self.error(key, f"missing; expected {expected}")
@@ -95,7 +110,7 @@ class ConfigReader:
         minimum: Optional[int] = None,
         maximum: Optional[int] = None,
     ) -> Optional[int]:
-        value = self.raw(key)
+        value = self.plain(key)
         if value is None or value == "":
             if required:
                 self.error(key, "missing; expected an integer")
@@ -104,7 +119,7 @@ class ConfigReader:
         return check_int(self, key, parsed, minimum=minimum, maximum=maximum)
 
     def boolean(self, key: str, *, default: bool) -> bool:
-        value = self.raw(key)
+        value = self.plain(key)
         if value is None or value == "":
             return default
         if value.lower() in ("true", "false"):
@@ -112,9 +127,10 @@ class ConfigReader:
         self.error(key, f"expected true or false, got {value!r}")
         return default
 
-    def structured(self, key: str, *, required: bool = False, expected: str) -> Any:
-        """A JSON value (object or array) set with `pulumi config set --path`."""
-        value = self.raw(key)
+    def structured(self, key: str, *, required: bool = False, expected: str, secret_ok: bool = False) -> Any:
+        """A JSON value (object or array) set with `pulumi config set --path`. A secret value is
+        refused unless `secret_ok` (the caller then keeps every value it reads secret)."""
+        value = self.raw(key) if secret_ok else self.plain(key)
         if value is None or value == "":
             if required:
                 self.error(key, f"missing; expected {expected}")
@@ -168,17 +184,20 @@ def check_string(
     pattern: Optional[re.Pattern[str]] = None,
     expected: str = "a string",
     choices: Optional[Iterable[str]] = None,
+    shown: bool = True,
 ) -> Optional[str]:
+    """`shown=False` for values read from secret config: the error says what was expected only."""
+    got = f"got {value!r}" if shown else "(the value is not shown)"
     if not isinstance(value, str):
         reader.error(path, f"expected {expected}, got {type_name(value)}")
         return None
     if choices is not None:
         options = list(choices)
         if value not in options:
-            reader.error(path, f"expected one of {', '.join(options)}, got {value!r}")
+            reader.error(path, f"expected one of {', '.join(options)}, {got}")
             return None
     if pattern is not None and not pattern.fullmatch(value):
-        reader.error(path, f"expected {expected}, got {value!r}")
+        reader.error(path, f"expected {expected}, {got}")
         return None
     return value
 
