@@ -16,12 +16,20 @@
 # anything is written (paths, file types, empty files); a file is written to a temp file
 # in its own directory and renamed into place, only when its content or mode differs.
 # Prints "unchanged" or "changed: <paths>".
+#
+# Symbolic links are never followed. A service can create links in the folders it writes
+# (Traefik's letsencrypt/, GitLab's config/): following one would write or chmod any file of
+# the host. A path this step manages (a file, an ensure= file, a prune= or remove= path), or a
+# folder between /srv and it, that is a symbolic link stops the step before anything is
+# written (exit 2; remove the link after finding out how it got there). The writes themselves
+# go through a descriptor checked to be the file meant (verify_fd), so a link swapped in after
+# the checks is caught too: modes and owners are set through /proc/self/fd, never by path.
 set -euo pipefail
 umask 077
 
 work=$(mktemp -d)
 # shellcheck disable=SC2317  # called through the trap
-cleanup() { rm -rf "$work"; }
+cleanup() { rm -rf "$work"; if [ ${#temps[@]} -gt 0 ]; then rm -f -- "${temps[@]}"; fi; }
 trap cleanup EXIT
 
 check_path() {
@@ -34,9 +42,61 @@ check_path() {
   esac
 }
 
+# Refuse PATH when it, or a folder between /srv and it, is a symbolic link (/srv itself is the
+# administrator's to place), or when it is a file with other names.
+refuse_links() {
+  local path=$1 prefix=/srv part
+  local -a parts
+  IFS=/ read -r -a parts <<< "${path#/srv/}"
+  for part in "${parts[@]}"; do
+    prefix=$prefix/$part
+    if [ -L "$prefix" ]; then
+      echo "refusing $path: $prefix is a symbolic link (a service may have planted it); nothing was changed" >&2
+      exit 2
+    fi
+    [ -e "$prefix" ] || return 0
+  done
+  if [ -f "$path" ] && [ "$(stat -c %h "$path")" != 1 ]; then
+    echo "refusing $path: the file has other names (hard links); nothing was changed" >&2
+    exit 2
+  fi
+}
+
+# True when descriptor FD is the file PATH itself (not something a link led to), a regular file
+# with one name, owned by root.
+verify_fd() {
+  [ "$(readlink "/proc/self/fd/$1")" = "$2" ] && [ -f "/proc/self/fd/$1" ] \
+    && [ "$(stat -L -c %h:%u "/proc/self/fd/$1")" = "1:0" ]
+}
+
+# Open PATH read-only (never creating anything) and check it: sets $fd; exits 3 on a mismatch.
+open_verified() {
+  exec {fd}<"$1"
+  if ! verify_fd "$fd" "$1"; then
+    echo "refusing $1: it is not a plain file of its own (a link swapped in, or a file with other names); nothing more was changed" >&2
+    exit 3
+  fi
+}
+
+# A new temp file next to DEST holding SRC (empty when SRC is ""), with MODE, root:root, set
+# through a verified descriptor; its path is left in $made.
+new_file_beside() {
+  local dest=$1 src=$2 mode=$3
+  made=$(mktemp "$(dirname "$dest")/.$(basename "$dest").XXXXXX")
+  temps+=("$made")
+  open_verified "$made"
+  if [ -n "$src" ]; then cat "$src" > "/proc/self/fd/$fd"; fi
+  chown root:root "/proc/self/fd/$fd"
+  chmod "$mode" "/proc/self/fd/$fd"
+  exec {fd}<&-
+}
+
 ensure=()
 prune=()
 remove=()
+temps=()
+fd=
+made=
 for arg in "$@"; do
   case $arg in
     ensure=?*:*)
@@ -77,6 +137,9 @@ done
 for spec in "${ensure[@]}"; do
   keep["${spec%:*}"]=1
 done
+for path in "${files[@]/#//}" "${ensure[@]%:*}" "${prune[@]}" "${remove[@]}"; do
+  refuse_links "$path"
+done
 
 changed=()
 for rel in "${files[@]}"; do
@@ -89,9 +152,8 @@ for rel in "${files[@]}"; do
   fi
   dir=$(dirname "$dest")
   [ -d "$dir" ] || install -d -m 0700 "$dir"
-  tmp=$(mktemp "$dir/.$(basename "$dest").XXXXXX")
-  install -m "$mode" -o root -g root "$src" "$tmp"
-  mv -f "$tmp" "$dest"
+  new_file_beside "$dest" "$src" "$mode"
+  mv -f -T "$made" "$dest"
   changed+=("$dest")
 done
 
@@ -101,11 +163,16 @@ for spec in "${ensure[@]}"; do
   if [ ! -e "$path" ]; then
     dir=$(dirname "$path")
     [ -d "$dir" ] || install -d -m 0700 "$dir"
-    install -m "$mode" -o root -g root /dev/null "$path"
+    new_file_beside "$path" "" "$mode"
+    mv -n -T "$made" "$path"  # never over a file the service made meanwhile
     changed+=("$path")
-  elif [ "$(stat -c %a "$path")" != "${mode#0}" ]; then
-    chmod "$mode" "$path"
-    changed+=("$path")
+  else
+    open_verified "$path"
+    if [ "$(stat -L -c %a "/proc/self/fd/$fd")" != "${mode#0}" ]; then
+      chmod "$mode" "/proc/self/fd/$fd"
+      changed+=("$path")
+    fi
+    exec {fd}<&-
   fi
 done
 
