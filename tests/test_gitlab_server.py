@@ -15,11 +15,9 @@ from components.services.gitlab_server import (
     CONFIG_HASH_LABEL,
     GITLAB_RB,
     PROXY_HEADERS,
-    ROOT_PASSWORD_RB,
     Setting,
     gitlab_settings,
     render_gitlab_rb,
-    render_root_password_rb,
     ruby,
 )
 
@@ -121,20 +119,13 @@ def test_ruby_literals_escape_quotes_and_backslashes():
 
 
 # -- the initial root password ------------------------------------------------------------------
-def test_root_password_is_in_its_own_600_file_sent_through_secret_stdin():
-    run = production()
-    config = run.named("gitlab-server-files")
-    assert config.secret("stdin"), f"{config.urn}: the root password must travel as a secret"
-    mode, text = bundle(config)[ROOT_PASSWORD_RB]
-    assert mode == 0o600
-    assert text == render_root_password_rb(GITLAB_ROOT_PASSWORD)
-    assert f"gitlab_rails['initial_root_password'] = {ruby(GITLAB_ROOT_PASSWORD)}" in text.splitlines()
-
-
-def test_gitlab_rb_holds_no_password_and_loads_the_password_file():
+# (its own step, only while GitLab has no database: tests/test_gitlab_root_password.py)
+def test_gitlab_rb_holds_no_password_and_loads_the_password_file_while_it_exists():
     text = sent_gitlab_rb()
     assert GITLAB_ROOT_PASSWORD not in text
-    assert text.splitlines()[-1] == "from_file '/etc/gitlab/delivery-root-password.rb'"
+    assert text.splitlines()[-1] == (
+        "from_file '/etc/gitlab/delivery-root-password.rb' if File.exist?('/etc/gitlab/delivery-root-password.rb')"
+    )
 
 
 # -- the container ----------------------------------------------------------------------------

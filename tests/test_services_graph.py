@@ -61,7 +61,7 @@ def test_no_secret_value_is_in_a_plain_output(method):
 
 def test_the_steps_that_carry_secrets_send_them_as_secrets():
     run = production()
-    for name in ("gitlab-server-files", "traefik-files", "wildcard-certificate-credentials"):
+    for name in ("gitlab-server-root-password", "traefik-files", "wildcard-certificate-credentials"):
         step = run.named(name)
         assert step.secret("stdin"), f"{step.urn}: stdin must be secret"
         assert step.secret("triggers"), f"{step.urn}: the trigger hashes secret content, so it is secret too"

@@ -3,9 +3,15 @@
 The seed's gitlab.rb is generated from config as data (`gitlab_settings`), rendered to
 Ruby literals (`render_gitlab_rb`) and installed in /srv/services/gitlab/config (the
 container's /etc/gitlab) by scripts/install-files.sh. The initial root password goes in
-its own file, read by gitlab.rb through omnibus' `from_file`, so gitlab.rb holds no secret
-and its hash can label the container: a changed gitlab.rb replaces the container, which
-reconfigures GitLab on start. Data and configuration live in bind volumes that are
+its own file, read by gitlab.rb through omnibus' `from_file` only while it exists, so
+gitlab.rb holds no secret and its hash can label the container: a changed gitlab.rb
+replaces the container, which reconfigures GitLab on start.
+
+GitLab reads the initial root password only when it seeds its database, so the password file
+lives only that long: its own step installs it only while the database is absent
+(`until=` the database's PG_VERSION), and once the container is healthy (the first
+reconfigure, which seeds the database, is over) `forget-initial-root-password.sh` deletes it.
+Later runs never install it again: the step finds the database and removes the file instead. Data and configuration live in bind volumes that are
 protected (and retained) so that neither `pulumi destroy` nor a refactor deletes them.
 
 GitLab listens for plain HTTP on 80, its registry on 5005 and SSH on 22 (published as
@@ -15,6 +21,7 @@ GitLab listens for plain HTTP on 80, its registry on 5005 and SSH on 22 (publish
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import pulumi
@@ -23,7 +30,7 @@ import pulumi_docker as docker
 from ..config import HostConfig
 from ..config.services import GitLabSettings, Hostnames
 from ..host.host_files import install_files
-from ..host.remote_script import FileSpec, sha256
+from ..host.remote_script import FileSpec, run_script, sha256
 
 IMAGE = "gitlab/gitlab-ce"
 CONTAINER_NAME = "gitlab"
@@ -44,6 +51,11 @@ PROTECTED_VOLUMES = ("config", "data")
 GITLAB_RB = f"{SRV}/config/gitlab.rb"
 ROOT_PASSWORD_RB = f"{SRV}/config/delivery-root-password.rb"
 ROOT_PASSWORD_IN_CONTAINER = "/etc/gitlab/delivery-root-password.rb"
+#: Exists once GitLab's PostgreSQL is initialised (/var/opt/gitlab/postgresql/data/PG_VERSION).
+DATABASE_MARKER = f"{SRV}/data/postgresql/data/PG_VERSION"
+#: How long the forget step waits for GitLab's first start (its health check's start period is 600 s).
+FIRST_START_TIMEOUT = 1800
+SCRIPTS = Path(__file__).parent / "scripts"
 CONFIG_HASH_LABEL = "delivery.gitlab-rb-sha256"
 
 #: The seed's proxy headers: GitLab (and its registry) sit behind Traefik, which terminates TLS.
@@ -63,6 +75,8 @@ class Setting:
     target: str
     key: Optional[str]
     value: Any
+    condition: Optional[str] = None
+    """A Ruby condition the line applies under (`... if <condition>`)."""
 
     @property
     def name(self) -> str:
@@ -106,7 +120,7 @@ def gitlab_settings(hostnames: Hostnames, timezone: str, trusted_proxies: Sequen
         Setting("gitlab_rails", "gitlab_shell_ssh_port", SSH_PORT),
         # TLS ends at Traefik: omnibus must not try Let's Encrypt for the https external_url.
         Setting("letsencrypt", "enable", False),
-        Setting("from_file", None, ROOT_PASSWORD_IN_CONTAINER),
+        Setting("from_file", None, ROOT_PASSWORD_IN_CONTAINER, condition=f"File.exist?({ruby(ROOT_PASSWORD_IN_CONTAINER)})"),
     ]
 
 
@@ -131,9 +145,8 @@ class GitLabUpstream:
 
 
 def render_setting(s: Setting) -> str:
-    if s.key is None:
-        return f"{s.target} {ruby(s.value)}"
-    return f"{s.name} = {ruby(s.value)}"
+    line = f"{s.target} {ruby(s.value)}" if s.key is None else f"{s.name} = {ruby(s.value)}"
+    return line if s.condition is None else f"{line} if {s.condition}"
 
 
 def render_gitlab_rb(settings: Sequence[Setting]) -> str:
@@ -181,6 +194,10 @@ class GitLabServer(pulumi.ComponentResource):
     registry_url: pulumi.Output[str]
     ssh_url: pulumi.Output[str]
     config: Any
+    root_password: Any
+    """The initial root password's step: installs it only while GitLab has no database."""
+    forget_root_password: Any
+    """Deletes the password file once GitLab is up."""
     container: docker.Container
     volumes: dict[str, docker.Volume]
 
@@ -193,18 +210,24 @@ class GitLabServer(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         gitlab_rb = render_gitlab_rb(gitlab_settings(args.hostnames, args.timezone, args.trusted_proxies))
-        files = pulumi.Output.secret(settings.root_password).apply(
-            lambda password: [
-                FileSpec(GITLAB_RB, 0o600, gitlab_rb),
-                FileSpec(ROOT_PASSWORD_RB, 0o600, render_root_password_rb(password)),
-            ]
-        )
         self.config = install_files(
             f"{name}-files",
             host=host,
             private_key=args.ssh_private_key,
-            files=files,
+            files=[FileSpec(GITLAB_RB, 0o600, gitlab_rb)],
+            secret=False,
+            parent=self,
+            depends_on=list(args.after),
+        )
+        self.root_password = install_files(
+            f"{name}-root-password",
+            host=host,
+            private_key=args.ssh_private_key,
+            files=pulumi.Output.secret(settings.root_password).apply(
+                lambda password: [FileSpec(ROOT_PASSWORD_RB, 0o600, render_root_password_rb(password))]
+            ),
             secret=True,
+            until=DATABASE_MARKER,
             parent=self,
             depends_on=list(args.after),
         )
@@ -266,10 +289,19 @@ class GitLabServer(pulumi.ComponentResource):
             destroy_grace_seconds=120,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[self.config],
+                depends_on=[self.config, self.root_password],
                 delete_before_replace=True,
                 replace_on_changes=["healthcheck"],
             ),
+        )
+        self.forget_root_password = run_script(
+            f"{name}-forget-root-password",
+            host=host,
+            private_key=args.ssh_private_key,
+            script=SCRIPTS / "forget-initial-root-password.sh",
+            args=(CONTAINER_NAME, ROOT_PASSWORD_RB, str(FIRST_START_TIMEOUT)),
+            parent=self,
+            depends_on=[self.container],
         )
 
         self.url = pulumi.Output.from_input(f"https://{args.hostnames.gitlab}")

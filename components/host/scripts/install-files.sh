@@ -11,6 +11,10 @@
 #   prune=DIR    delete the regular files directly in DIR that the bundle does not hold and
 #          no ensure= names: files of a setting that was switched off.
 #   remove=PATH  delete PATH when it exists.
+#   until=PATH   the bundle's files are needed only until PATH exists (GitLab's initial root
+#          password, until its database exists): while PATH is absent they are installed;
+#          once PATH exists (even as a dangling link) they are removed instead, and never
+#          installed again.
 #
 # Every path must be absolute, under /srv/ and without '..'. Everything is checked before
 # anything is written (paths, file types, empty files); a file is written to a temp file
@@ -97,6 +101,7 @@ remove=()
 temps=()
 fd=
 made=
+until=
 for arg in "$@"; do
   case $arg in
     ensure=?*:*)
@@ -111,6 +116,7 @@ for arg in "$@"; do
       ;;
     prune=?*) check_path "${arg#prune=}"; prune+=("${arg#prune=}") ;;
     remove=?*) check_path "${arg#remove=}"; remove+=("${arg#remove=}") ;;
+    until=?*) check_path "${arg#until=}"; until=${arg#until=} ;;
     *) echo "unknown argument '$arg'" >&2; exit 2 ;;
   esac
 done
@@ -142,6 +148,15 @@ for path in "${files[@]/#//}" "${ensure[@]%:*}" "${prune[@]}" "${remove[@]}"; do
 done
 
 changed=()
+if [ -n "$until" ] && { [ -e "$until" ] || [ -L "$until" ]; }; then
+  for rel in "${files[@]}"; do
+    if [ -e "/$rel" ]; then
+      rm -f -- "/$rel"
+      changed+=("/$rel (removed: $until exists)")
+    fi
+  done
+  files=()
+fi
 for rel in "${files[@]}"; do
   src=$work/root/$rel
   dest=/$rel
