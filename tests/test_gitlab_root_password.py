@@ -1,6 +1,7 @@
 """GitLab's initial root password file exists only while GitLab has no database: it is installed
-by its own step only while the database is absent, removed once GitLab is up (healthy, so the
-database is seeded), and never installed again; gitlab.rb reads it only while it exists."""
+by its own step only while the database is absent, deleted by the container itself right after
+the reconfigure that seeded the database (the image's GITLAB_POST_RECONFIGURE_SCRIPT), and never
+installed again; gitlab.rb reads it only while it exists."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from components.host.host_files import install_args
 from components.host.remote_script import FileSpec, tar_base64
 from components.services.gitlab_server import (
     DATABASE_MARKER,
+    FORGET_ROOT_PASSWORD,
     GITLAB_RB,
     ROOT_PASSWORD_IN_CONTAINER,
     ROOT_PASSWORD_RB,
@@ -26,7 +28,6 @@ from components.services.gitlab_server import (
 )
 
 INSTALL = ROOT / "components" / "host" / "scripts" / "install-files.sh"
-FORGET = ROOT / "components" / "services" / "scripts" / "forget-initial-root-password.sh"
 
 
 # -- the graph (mocks) ----------------------------------------------------------------------------
@@ -60,19 +61,19 @@ def test_gitlab_rb_reads_the_password_file_only_while_it_exists():
     assert f"from_file {path} if File.exist?({path})" in text.splitlines()
 
 
-def test_the_file_is_forgotten_once_gitlab_is_up():
-    run = production()
-    forget = run.named("gitlab-server-forget-root-password")
-    assert "forget-initial-root-password.sh" in forget.plain["create"], forget.urn
-    assert script_args(forget)[:2] == ["gitlab", ROOT_PASSWORD_RB], forget.urn
-    assert run.named("gitlab-server-container").urn in forget.dependencies, forget.urn
-    assert not forget.plain.get("stdin"), "nothing secret is needed to delete the file"
+def test_the_container_deletes_the_file_after_the_reconfigure_that_seeds_the_database():
+    """The gitlab-ce image's /assets/wrapper evals GITLAB_POST_RECONFIGURE_SCRIPT after
+    `gitlab-ctl reconfigure` on every start (and stops before it when reconfigure fails)."""
+    container = production().named("gitlab-server-container")
+    envs = dict(e.split("=", 1) for e in container.plain["envs"])
+    assert envs["GITLAB_POST_RECONFIGURE_SCRIPT"] == FORGET_ROOT_PASSWORD == f"rm -f -- {ROOT_PASSWORD_IN_CONTAINER}", container.urn
+    assert GITLAB_ROOT_PASSWORD not in str(container.plain), container.urn
 
 
-def test_a_password_change_touches_neither_gitlab_rb_nor_the_forget_step():
+def test_a_password_change_touches_neither_gitlab_rb_nor_the_container():
     other = run_stack(production_config(gitlabRootPassword="Another-passw0rd-1"), secrets=PRODUCTION_SECRETS)
     base = production()
-    for name in ("gitlab-server-files", "gitlab-server-forget-root-password"):
+    for name in ("gitlab-server-files", "gitlab-server-container"):
         assert other.named(name).plain == base.named(name).plain, name
 
 
@@ -133,46 +134,17 @@ def test_a_link_in_place_of_the_marker_counts_as_the_database(srv: Path, tmp_pat
     assert r.returncode == 0 and not host_path(srv, ROOT_PASSWORD_RB).exists(), r.stdout + r.stderr
 
 
-# -- forget-initial-root-password.sh, for real (a fake docker reports the container's health) -----
-def fake_docker(tmp_path: Path, statuses: list[str]) -> str:
-    """A `docker` that answers `docker inspect` with the next of `statuses` (the last repeats)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    state = tmp_path / "docker-calls"
-    state.write_text("0")
-    lines = "\n".join(f'  {i}) echo {s} ;;' for i, s in enumerate(statuses[:-1]))
-    (bin_dir / "docker").write_text(
-        "#!/bin/bash\n"
-        f'[ "$1" = inspect ] || exit 2\nn=$(cat {state}); echo $((n + 1)) > {state}\n'
-        f'case $n in\n{lines}\n  *) echo {statuses[-1]} ;;\nesac\n'
+# -- the container's removal command, for real (its /etc/gitlab stood in by a private tmpfs) -------
+def test_the_removal_command_deletes_the_file_and_only_it(tmp_path: Path):
+    unshare = require_tool("unshare")
+    if subprocess.run([unshare, "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no user/mount namespaces here")
+    inner = (
+        "mount -t tmpfs tmpfs /etc && mkdir /etc/gitlab && echo secret > /etc/gitlab/delivery-root-password.rb "
+        "&& echo cfg > /etc/gitlab/gitlab.rb && eval \"$GITLAB_POST_RECONFIGURE_SCRIPT\" && ls -A /etc/gitlab "
+        "&& eval \"$GITLAB_POST_RECONFIGURE_SCRIPT\" && echo again-fine"
     )
-    (bin_dir / "docker").chmod(0o755)
-    return str(bin_dir)
-
-
-def test_the_file_is_removed_once_gitlab_is_healthy(srv: Path, tmp_path: Path):
-    host_path(srv, ROOT_PASSWORD_RB).write_text(render_root_password_rb(GITLAB_ROOT_PASSWORD))
-    docker = fake_docker(tmp_path, ["starting", "starting", "healthy"])
-    r = in_srv(srv, FORGET, "gitlab", ROOT_PASSWORD_RB, "60", "0", path=docker)
-    assert r.returncode == 0 and r.stdout.strip() == f"removed {ROOT_PASSWORD_RB}", r.stdout + r.stderr
-    assert not host_path(srv, ROOT_PASSWORD_RB).exists()
-    assert (tmp_path / "docker-calls").read_text().strip() == "3", "it waited for healthy"
-
-
-def test_the_file_stays_and_the_step_fails_when_gitlab_never_gets_healthy(srv: Path, tmp_path: Path):
-    host_path(srv, ROOT_PASSWORD_RB).write_text("x")
-    docker = fake_docker(tmp_path, ["unhealthy"])
-    r = in_srv(srv, FORGET, "gitlab", ROOT_PASSWORD_RB, "2", "1", path=docker)
-    assert r.returncode == 1 and "is not healthy after 2s" in r.stderr and "run `pulumi up` again" in r.stderr, r.stderr
-    assert host_path(srv, ROOT_PASSWORD_RB).exists()
-
-
-def test_nothing_to_forget_is_fine(srv: Path, tmp_path: Path):
-    r = in_srv(srv, FORGET, "gitlab", ROOT_PASSWORD_RB, "60", "0", path=fake_docker(tmp_path, ["healthy"]))
-    assert (r.returncode, r.stdout.strip()) == (0, "absent"), r.stderr
-
-
-@pytest.mark.parametrize("args", [("gitlab", "/etc/shadow", "60"), ("gitlab", ROOT_PASSWORD_RB, "soon"), ("gitlab; reboot", ROOT_PASSWORD_RB, "60")])
-def test_bad_arguments_are_refused(srv: Path, tmp_path: Path, args):
-    r = in_srv(srv, FORGET, *args, path=fake_docker(tmp_path, ["healthy"]))
-    assert r.returncode == 2, r.stdout + r.stderr
+    env = dict(os.environ, GITLAB_POST_RECONFIGURE_SCRIPT=FORGET_ROOT_PASSWORD)
+    r = subprocess.run([unshare, "-rm", "bash", "-c", inner], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["gitlab.rb", "again-fine"], r.stdout

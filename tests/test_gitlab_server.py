@@ -174,7 +174,8 @@ def test_container_spec_shm_restart_health_env_hostname():
     spec = container.plain
     assert spec["shmSize"] == 512 and spec["restart"] == "always" and spec["name"] == "gitlab"
     assert spec["hostname"] == "gitlab.company.ru"
-    assert spec["envs"] == ["TZ=Europe/Volgograd"]
+    assert spec["envs"][0] == "TZ=Europe/Volgograd"
+    assert [e.split("=", 1)[0] for e in spec["envs"]] == ["TZ", "GITLAB_POST_RECONFIGURE_SCRIPT"]
     assert spec["healthcheck"]["tests"] == ["CMD", "/opt/gitlab/bin/gitlab-healthcheck", "--fail", "--max-time", "10"]
     assert "healthcheck" in container.replace_on_changes
 

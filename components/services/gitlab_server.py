@@ -9,10 +9,13 @@ replaces the container, which reconfigures GitLab on start.
 
 GitLab reads the initial root password only when it seeds its database, so the password file
 lives only that long: its own step installs it only while the database is absent
-(`until=` the database's PG_VERSION), and once the container is healthy (the first
-reconfigure, which seeds the database, is over) `forget-initial-root-password.sh` deletes it.
-Later runs never install it again: the step finds the database and removes the file instead. Data and configuration live in bind volumes that are
-protected (and retained) so that neither `pulumi destroy` nor a refactor deletes them.
+(`until=` the database's PG_VERSION), and the container deletes it itself right after the
+`gitlab-ctl reconfigure` of its start (the one that seeds the database), through the image's
+GITLAB_POST_RECONFIGURE_SCRIPT. Later runs never install it again: the step finds the
+database and removes the file instead.
+
+Data and configuration live in bind volumes that are protected (and retained) so that neither
+`pulumi destroy` nor a refactor deletes them.
 
 GitLab listens for plain HTTP on 80, its registry on 5005 and SSH on 22 (published as
 1023); Traefik on the traefik host terminates TLS and forwards to these ports.
@@ -20,8 +23,8 @@ GitLab listens for plain HTTP on 80, its registry on 5005 and SSH on 22 (publish
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import pulumi
@@ -30,7 +33,7 @@ import pulumi_docker as docker
 from ..config import HostConfig
 from ..config.services import GitLabSettings, Hostnames
 from ..host.host_files import install_files
-from ..host.remote_script import FileSpec, run_script, sha256
+from ..host.remote_script import FileSpec, sha256
 
 IMAGE = "gitlab/gitlab-ce"
 CONTAINER_NAME = "gitlab"
@@ -53,9 +56,9 @@ ROOT_PASSWORD_RB = f"{SRV}/config/delivery-root-password.rb"
 ROOT_PASSWORD_IN_CONTAINER = "/etc/gitlab/delivery-root-password.rb"
 #: Exists once GitLab's PostgreSQL is initialised (/var/opt/gitlab/postgresql/data/PG_VERSION).
 DATABASE_MARKER = f"{SRV}/data/postgresql/data/PG_VERSION"
-#: How long the forget step waits for GitLab's first start (its health check's start period is 600 s).
-FIRST_START_TIMEOUT = 1800
-SCRIPTS = Path(__file__).parent / "scripts"
+#: Run by the image's /assets/wrapper after `gitlab-ctl reconfigure` on every start (a failed
+#: reconfigure stops the wrapper before it): the password file has been used, or was not needed.
+FORGET_ROOT_PASSWORD = f"rm -f -- {shlex.quote(ROOT_PASSWORD_IN_CONTAINER)}"
 CONFIG_HASH_LABEL = "delivery.gitlab-rb-sha256"
 
 #: The seed's proxy headers: GitLab (and its registry) sit behind Traefik, which terminates TLS.
@@ -196,8 +199,6 @@ class GitLabServer(pulumi.ComponentResource):
     config: Any
     root_password: Any
     """The initial root password's step: installs it only while GitLab has no database."""
-    forget_root_password: Any
-    """Deletes the password file once GitLab is up."""
     container: docker.Container
     volumes: dict[str, docker.Volume]
 
@@ -263,7 +264,7 @@ class GitLabServer(pulumi.ComponentResource):
             hostname=args.hostnames.gitlab,
             restart="always",
             shm_size=settings.shm_size_mb,
-            envs=[f"TZ={args.timezone}"],
+            envs=[f"TZ={args.timezone}", f"GITLAB_POST_RECONFIGURE_SCRIPT={FORGET_ROOT_PASSWORD}"],
             ports=None if args.network is not None else ports,
             networks_advanced=(
                 [docker.ContainerNetworksAdvancedArgs(name=args.network, aliases=[CONTAINER_NAME])]
@@ -293,15 +294,6 @@ class GitLabServer(pulumi.ComponentResource):
                 delete_before_replace=True,
                 replace_on_changes=["healthcheck"],
             ),
-        )
-        self.forget_root_password = run_script(
-            f"{name}-forget-root-password",
-            host=host,
-            private_key=args.ssh_private_key,
-            script=SCRIPTS / "forget-initial-root-password.sh",
-            args=(CONTAINER_NAME, ROOT_PASSWORD_RB, str(FIRST_START_TIMEOUT)),
-            parent=self,
-            depends_on=[self.container],
         )
 
         self.url = pulumi.Output.from_input(f"https://{args.hostnames.gitlab}")
