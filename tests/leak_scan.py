@@ -84,7 +84,7 @@ def needles(value: str) -> dict[str, bytes]:
     return forms
 
 
-def plain_strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+def plain_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
     """Every string in `value` that is not inside a secret, with where it is."""
     if is_secret_value(value):
         return
@@ -92,7 +92,7 @@ def plain_strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
         yield path, value
     elif isinstance(value, Mapping):
         for k, v in value.items():
-            yield from plain_strings(v, f"{path}.{k}")
+            yield from plain_strings(v, f"{path}.{k}" if path else str(k))
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
             yield from plain_strings(v, f"{path}[{i}]")
