@@ -1,6 +1,7 @@
 # Two commands on a fresh Debian machine (Python, pip and apt only):
 #   make test                      install everything, run every test tier
-#   make preview STACK=production  the main job (needs the Pulumi CLI; see README)
+#   make preview STACK=production  the main job (installs the pinned Pulumi CLI in .tools/
+#                                  when pulumi is not on PATH; see README)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +11,7 @@ PYTEST := $(VENV)/bin/pytest
 APT_PACKAGES := shellcheck systemd docker.io containerd runc iptables iproute2 debootstrap debian-archive-keyring ca-certificates busybox nftables fail2ban logrotate util-linux pebble
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 
-.PHONY: deps system-deps venv test test-unit test-e2e measure preview up check-pulumi
+.PHONY: deps system-deps venv test test-unit test-e2e measure preview up pulumi-cli
 
 deps: system-deps venv
 
@@ -42,12 +43,18 @@ test-e2e: deps
 measure: venv
 	$(PY) scripts/measure_eval.py
 
-check-pulumi:
-	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed: https://www.pulumi.com/docs/install/"; exit 1; }
+# The pulumi on PATH, else the CLI version the pinned SDK has (constraints.txt), installed once
+# in .tools/pulumi-<version>/ after its SHA-256 is checked (scripts/install-pulumi-cli.py).
+# PULUMI_DOWNLOAD_BASE_URL overrides where it is downloaded from.
+PULUMI_CLI = $(PYTHON) scripts/install-pulumi-cli.py
+
+pulumi-cli:
+	@$(PULUMI_CLI) >/dev/null
+
+preview: venv
 	@mkdir -p .pulumi-state
+	@cli=$$($(PULUMI_CLI)) && PATH="$$cli:$$PATH" pulumi preview --diff --stack $(STACK)
 
-preview: venv check-pulumi
-	pulumi preview --diff --stack $(STACK)
-
-up: venv check-pulumi
-	pulumi up --stack $(STACK)
+up: venv
+	@mkdir -p .pulumi-state
+	@cli=$$($(PULUMI_CLI)) && PATH="$$cli:$$PATH" pulumi up --stack $(STACK)

@@ -42,7 +42,7 @@ def main() -> None:
         stack="staging",
         stack_outputs={conftest.PRODUCTION_STACK: conftest.production_outputs()},
     )
-    token = {"gitlabToken": "glpat-MOCKtoken-0123456789"}
+    token = {"gitlabToken": "glpat-MOCKtoken-0123456789", "gitlabIntegration": "enabled"}
     production_api = lambda: conftest.run_stack(conftest.production_config(**token), secrets=conftest.PRODUCTION_SECRETS)  # noqa: E731
     staging_api = lambda: conftest.run_stack(  # noqa: E731
         conftest.staging_config(**token),

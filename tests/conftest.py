@@ -162,6 +162,12 @@ class RecordingMonitor(MockMonitor):
     def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
         super().__init__(mocks)
         self.registrations: list[Registration] = []
+        #: URN -> what the component registered with register_outputs (kept in the state too).
+        self.resource_outputs: dict[str, dict[str, Any]] = {}
+
+    def RegisterResourceOutputs(self, request):  # noqa: N802 - gRPC method name
+        self.resource_outputs[request.urn] = rpc.deserialize_properties(request.outputs, keep_internal=False)
+        return super().RegisterResourceOutputs(request)
 
     def RegisterResource(self, request):  # noqa: N802 - gRPC method name
         CURRENT_REGISTRATION.request = request
@@ -200,6 +206,8 @@ class StackRun:
     registrations: list[Registration]
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
+    resource_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """URN -> the outputs a component registered (register_outputs), secrets still marked."""
 
     def of_type(self, typ: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == typ]
@@ -235,7 +243,7 @@ def run_program(
         {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()},
         secret_keys=[f"{PROJECT}:{k}" for k in secrets],
     )
-    run = StackRun(monitor.registrations)
+    run = StackRun(monitor.registrations, resource_outputs=monitor.resource_outputs)
 
     async def collect(outputs: dict[str, Any]) -> None:
         for key, value in outputs.items():
@@ -296,7 +304,17 @@ PRODUCTION_STACK = "organization/delivery/production"
 # Secret values of the example production config: tests check they never leak.
 GITLAB_ROOT_PASSWORD = "Mock-root-passw0rd-7Qx"
 DNS_API_TOKEN = "mock-dns-api-token-4Kd9"
-DASHBOARD_USERS = "admin:$2y$05$mockmockmockmockmockmuXb3wQ7bQe4m2k9a8Zb1c2d3e4f5g6h"
+DASHBOARD_USERS = "admin:$2y$05$Yjbx6uDjVn.KmF.QfdNASef9tXCH2kTE8mBb8xF2ir.HGy.mN3V9q"
+
+
+#: Pinned SSH host keys of the example hosts (ECDSA, as `ssh-keyscan -t ecdsa <address>` prints them).
+HOST_KEYS = {
+    "production": "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBIthd6IUJv1sJOvtrR5R6qN3qy+0hjU5vjyaaUvYIgv8X8mSE97VA05vDlskBqyOrZ0qAPmhF/LbOJHYS8T1Wh4=",
+    "services": "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBMgwpeW/D5GgFXAfijFHfGSph5SJNR7MO2U7l6zgKMT8B0HYHm1oon6ptFqy36keQHdpVTRDUtIMnT1e2+Mf6Js=",
+    "staging": "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBD9YBlgUZqOYZhOGg+8gXXRUYjWun8UbTK6SVj04QvThx9ZlACicC5FSkD+1g73eYwkjMngjGw8ino3TVcY6gg4=",
+}
+#: The pinned key of any other test host.
+HOST_KEY = HOST_KEYS["production"]
 
 
 def production_config(**overrides: Any) -> dict[str, Any]:
@@ -305,8 +323,8 @@ def production_config(**overrides: Any) -> dict[str, Any]:
         "timezone": "Europe/Volgograd",
         "sshPrivateKey": SSH_KEY,
         "hosts": [
-            {"name": "production", "address": "192.168.88.1", "roles": ["traefik", "production-runner"]},
-            {"name": "services", "address": "192.168.88.2", "roles": ["gitlab"]},
+            {"name": "production", "address": "192.168.88.1", "hostKey": HOST_KEYS["production"], "roles": ["traefik", "production-runner"]},
+            {"name": "services", "address": "192.168.88.2", "hostKey": HOST_KEYS["services"], "roles": ["gitlab"]},
         ],
         "reviewAppsDaemon": {"name": "staging", "address": "192.168.88.3"},
         "ciProject": "group/app",
@@ -329,7 +347,7 @@ def staging_config(**overrides: Any) -> dict[str, Any]:
         "sshPrivateKey": SSH_KEY,
         "productionStack": PRODUCTION_STACK,
         "runnerScope": {"project": "group/app"},
-        "hosts": [{"name": "staging", "address": "192.168.88.3", "roles": ["review-apps", "staging-runner"]}],
+        "hosts": [{"name": "staging", "address": "192.168.88.3", "hostKey": HOST_KEYS["staging"], "roles": ["review-apps", "staging-runner"]}],
     }
     cfg.update(overrides)
     return cfg
@@ -337,7 +355,7 @@ def staging_config(**overrides: Any) -> dict[str, Any]:
 
 PRODUCTION_SECRETS = (
     "sshPrivateKey", "gitlabToken", "dnsProviderApiToken", "ciSecretVariables",
-    "gitlabRootPassword", "dnsCredentials", "traefikDashboardUsers",
+    "gitlabRootPassword", "dnsCredentials", "traefikDashboardUsers", "dnsExecScript",
 )
 
 

@@ -1,8 +1,8 @@
 """Contract between the program and the providers it drives.
 
 Every resource the program registers and every invoke it makes is checked against the
-providers' own package schemas, saved in ``<repo>/../shared/provider-schemas/`` (override
-the folder with the ``DELIVERY_PROVIDER_SCHEMAS`` environment variable):
+providers' own package schemas, kept in ``tests/schemas/providers/`` (override the folder with
+the ``DELIVERY_PROVIDER_SCHEMAS`` environment variable):
 
 * the resource type / function token exists;
 * every required input is present;
@@ -53,7 +53,7 @@ from pulumi.runtime import rpc
 
 SCHEMA_DIR_ENV = "DELIVERY_PROVIDER_SCHEMAS"
 
-# Package name -> saved schema file (see ../shared/provider-schemas/README.md, "Files").
+# Package name -> saved schema file (see tests/schemas/providers/README.md, "Files").
 SCHEMA_FILES: dict[str, str] = {
     "docker": "docker-5.1.0.schema.json",
     "command": "command-1.2.1.schema.json",
@@ -62,7 +62,7 @@ SCHEMA_FILES: dict[str, str] = {
 }
 
 # Differences between the saved schemas and the SDK versions in use, exactly as listed in
-# ../shared/provider-schemas/README.md, section "Differences between the saved schemas and
+# tests/schemas/providers/README.md, section "Differences between the saved schemas and
 # the SDK versions in use" (docker 5.1.0 -> SDK 5.2.0, tls 5.5.1 -> SDK 5.6.2,
 # gitlab 10.1.1 -> SDK 10.4.0; command 1.2.1 is exact). Nothing else is allow-listed.
 # Property types come from the SDK signatures (pulumi_docker/_inputs.py, pulumi_tls,
@@ -134,12 +134,13 @@ UNCHECKED_TYPES = frozenset({"pulumi:pulumi:StackReference", "pulumi:pulumi:Stac
 
 
 def default_schema_dir() -> Path:
-    """``$DELIVERY_PROVIDER_SCHEMAS``, else ``<repo>/../shared/provider-schemas``."""
+    """``$DELIVERY_PROVIDER_SCHEMAS``, else the copies in ``tests/schemas/providers``."""
     override = os.environ.get(SCHEMA_DIR_ENV)
     if override:
         return Path(override)
-    repo = Path(__file__).resolve().parents[1]
-    return repo.parent / "shared" / "provider-schemas"
+    from schema_files import PROVIDER_SCHEMAS
+
+    return PROVIDER_SCHEMAS
 
 
 @functools.lru_cache(maxsize=None)

@@ -24,13 +24,20 @@ def production_base(**overrides: Any) -> dict[str, Any]:
     return production_config(**overrides)
 
 
+#: The integration switched on: the token set, and gitlabIntegration saying it is configured.
+ENABLED = {"gitlabToken": API_TOKEN, "gitlabIntegration": "enabled"}
+
+
 def run_production(secrets: tuple[str, ...] = SECRETS, **overrides: Any) -> StackRun:
-    """The production example with the GitLab API token set."""
-    return run_stack(production_base(**{"gitlabToken": API_TOKEN, **overrides}), secrets=secrets)
+    """The production example with the GitLab integration enabled (API token set)."""
+    return run_stack(production_base(**{**ENABLED, **overrides}), secrets=secrets)
 
 
 def run_staging(outputs: dict[str, Any] | None = None, stack_name: str = PRODUCTION_STACK, **overrides: Any) -> StackRun:
-    """The staging example (token set only when given) reading `outputs` from `stack_name`."""
+    """The staging example (token set only when given, then with the integration enabled)
+    reading `outputs` from `stack_name`."""
+    if overrides.get("gitlabToken") is not None:
+        overrides.setdefault("gitlabIntegration", "enabled")
     return run_stack(
         staging_config(productionStack=stack_name, **overrides),
         secrets=SECRETS,

@@ -10,10 +10,13 @@ import shlex
 import tarfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 from jsonschema import Draft7Validator
+
+from leak_scan import plain_strings  # noqa: F401 - the services' tests use it from here
+from schema_files import PUBLISHED_SCHEMAS
 
 from conftest import (
     DASHBOARD_USERS,
@@ -22,12 +25,11 @@ from conftest import (
     PRODUCTION_SECRETS,
     Registration,
     StackRun,
-    is_secret_value,
     production_config,
     run_stack,
 )
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "shared" / "schemas"
+SCHEMAS = PUBLISHED_SCHEMAS
 STATIC_SCHEMA = "traefik-v3.json"
 DYNAMIC_SCHEMA = "traefik-v3-file-provider.json"
 
@@ -86,20 +88,6 @@ def container_labels(reg: Registration) -> dict[str, str]:
 def container_volumes(reg: Registration) -> dict[str, dict[str, Any]]:
     """container path -> volume entry."""
     return {v["containerPath"]: v for v in reg.plain.get("volumes") or []}
-
-
-def plain_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    """Every string in `value` that is not inside a secret, with its path."""
-    if is_secret_value(value):
-        return
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from plain_strings(v, f"{path}.{k}" if path else str(k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from plain_strings(v, f"{path}[{i}]")
 
 
 #: A Traefik v3 rule: matchers with backtick arguments joined by && / || and parentheses.

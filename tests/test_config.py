@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from conftest import PRODUCTION_SECRETS, SSH_KEY, production_config, staging_config
+from conftest import HOST_KEY, PRODUCTION_SECRETS, SSH_KEY, production_config, staging_config
 
 from components.config import load_stack_config
 
@@ -91,7 +91,7 @@ def test_unknown_host_field_is_rejected():
 
 def test_duplicate_host_names_and_addresses_are_rejected():
     cfg = production_config()
-    cfg["hosts"].append({"name": "services", "address": "192.168.88.2", "roles": []})
+    cfg["hosts"].append({"name": "services", "address": "192.168.88.2", "hostKey": HOST_KEY, "roles": []})
     msg = errors_of(cfg)
     assert "delivery:hosts[2].name: duplicate host name 'services'" in msg
     assert "delivery:hosts[2].address: duplicate address 192.168.88.2" in msg
@@ -176,6 +176,6 @@ def test_operator_client_is_always_issued():
 
 def test_number_of_hosts_is_free():
     cfg = production_config()
-    cfg["hosts"] = [{"name": "allinone", "address": "10.0.0.5", "roles": ["gitlab", "traefik", "review-apps", "staging-runner"]}]
+    cfg["hosts"] = [{"name": "allinone", "address": "10.0.0.5", "hostKey": HOST_KEY, "roles": ["gitlab", "traefik", "review-apps", "staging-runner"]}]
     del cfg["reviewAppsDaemon"]
     assert [h.name for h in load(cfg).platform.hosts] == ["allinone"]

@@ -12,12 +12,13 @@ import jsonschema
 import pytest
 
 from conftest import PRODUCTION_SECRETS, ROOT, StackRun, production_config, run_stack
+from schema_files import PUBLISHED_SCHEMAS
 
 from components.config import DockerEngineConfig, HostConfig
 from components.host.docker_host import daemon_config, systemd_drop_in
 
 CMD = "command:remote:Command"
-SCHEMAS = ROOT.parent / "shared" / "schemas"
+SCHEMAS = PUBLISHED_SCHEMAS
 
 
 def bundle(run: StackRun, host: str) -> dict[str, tarfile.TarInfo | bytes]:

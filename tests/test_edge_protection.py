@@ -14,7 +14,7 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from conftest import PRODUCTION_SECRETS, PRODUCTION_STACK, production_config, production_outputs, run_stack, staging_config
+from conftest import HOST_KEY, PRODUCTION_SECRETS, PRODUCTION_STACK, production_config, production_outputs, run_stack, staging_config
 from tools import require_tool
 
 from components.config.operations import DEFAULT_JAILS
@@ -252,8 +252,8 @@ def test_untrusted_roles_are_left_out_of_trusted_hosts():
     run = run_stack(
         production_config(
             hosts=[
-                {"name": "production", "address": "192.168.88.1", "roles": ["traefik", "production-runner", "gitlab"]},
-                {"name": "staging", "address": "192.168.88.3", "roles": ["review-apps", "staging-runner"]},
+                {"name": "production", "address": "192.168.88.1", "hostKey": HOST_KEY, "roles": ["traefik", "production-runner", "gitlab"]},
+                {"name": "staging", "address": "192.168.88.3", "hostKey": HOST_KEY, "roles": ["review-apps", "staging-runner"]},
             ],
             reviewAppsDaemon=None,
         ),

@@ -100,7 +100,6 @@ def test_runner_uses_the_gitlab_provider_configured_from_stack_config():
     assert runner.provider.startswith(provider.urn + "::"), runner.urn
     assert provider.plain["baseUrl"] == "https://gitlab.company.ru/api/v4/", provider.urn
     assert provider.secret("token") and provider.plain["token"] == API_TOKEN, provider.urn
-    assert provider.plain["earlyAuthCheck"] == "false", provider.urn
 
 
 def test_gitlab_url_override_reaches_provider_and_config_toml():
@@ -368,10 +367,10 @@ def test_script_refuses_input_without_a_token(tmp_path: Path):
 
 # -- preview ---------------------------------------------------------------------------------------------------
 def test_preview_of_a_fresh_stack_with_the_token_set_evaluates():
-    run = run_stack(production_base(gitlabToken=API_TOKEN), secrets=SECRETS, preview=True)
+    run = run_stack(production_base(gitlabToken=API_TOKEN, gitlabIntegration="enabled"), secrets=SECRETS, preview=True)
     runner = run.named("gitlab-runner-production-user-runner")
     assert runner.plain["tagLists"] == ["production"], runner.urn
-    assert run.named("gitlab-api").plain["earlyAuthCheck"] == "false"
+    assert run.named("gitlab-api").plain["earlyAuthCheck"] == "true"
 
 
 # -- where runners serve: several projects, this infrastructure project ---------------------------
@@ -435,3 +434,59 @@ def test_without_a_private_ca_nothing_extra_is_trusted():
     assert "tls-ca-file" not in config_toml(run, "production")["runners"][0]
     assert "cacertFile" not in run.named("gitlab-api").plain
     assert not [r for r in run.registrations if r.name.endswith("-trust")]
+
+
+#: Commands write-runner-config.sh may run; each is wrapped to record its command line.
+WRAPPED = ("awk", "sed", "grep", "head", "cut", "sha256sum", "mktemp", "install", "chmod", "chown", "mv", "cmp",
+           "stat", "cat", "python3", "rm", "dirname", "basename", "tr", "env", "printf", "readlink")
+
+
+def write_config_recording_argv(srv: Path, tmp_path: Path, content: str) -> tuple[subprocess.CompletedProcess, str]:
+    """Run the script with every external command wrapped: returns what ran, one argv per line."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    log = tmp_path / "argv.log"
+    for name in WRAPPED:
+        real = shutil.which(name)
+        if real is None:
+            continue
+        wrapper = bin_dir / name
+        wrapper.write_text(f'#!/bin/bash\nprintf "%s " "{name}" "$@" >> "$ARGV_LOG"; echo >> "$ARGV_LOG"\nexec {real} "$@"\n')
+        wrapper.chmod(0o755)
+    shell = f'mount --bind "$1" /srv && exec bash "$2" {DEST}'
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", ARGV_LOG=str(log))
+    result = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "bash", "-c", shell, "sh", str(srv), str(SCRIPT)],
+        input=content, capture_output=True, text=True, env=env,
+    )
+    return result, log.read_text() if log.exists() else ""
+
+
+@needs_sandbox
+def test_script_never_puts_a_token_on_a_command_line(tmp_path: Path):
+    """Command lines are readable by every user of the host (/proc/<pid>/cmdline, ps)."""
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    first, argv = write_config_recording_argv(srv, tmp_path, rendered("glrt-first"))
+    assert first.returncode == 0, first.stderr
+    path = srv / "gitlab-runner/config/config.toml"
+    path.write_text(path.read_text().replace('token = "glrt-first"', 'token = "glrt-renewed"\ntoken_obtained_at = 2026-07-01T00:00:00Z'))
+    kept, argv = write_config_recording_argv(srv, tmp_path, rendered("glrt-first", concurrent=5))
+    assert kept.returncode == 0 and "kept the token" in kept.stdout, kept.stdout + kept.stderr
+    assert tomllib.loads(path.read_text())["runners"][0]["token"] == "glrt-renewed"
+    assert "awk" in argv and "sha256sum" in argv, "the wrappers recorded nothing: the check would be empty"
+    assert "glrt-" not in argv, "a runner token appeared on a command line:\n" + argv
+
+
+@needs_sandbox
+@pytest.mark.parametrize("planted", ["config.toml", ".config.toml.token.sha256"])
+def test_script_refuses_a_link_planted_in_the_runner_folder(tmp_path: Path, planted: str):
+    """The runner container writes /srv/gitlab-runner/config: a link there is never followed."""
+    srv = tmp_path / "srv"
+    (srv / "gitlab-runner/config").mkdir(parents=True)
+    victim = tmp_path / "passwd"
+    victim.write_text("root:x:0:0::/root:/bin/bash\n")
+    (srv / "gitlab-runner/config" / planted).symlink_to(victim)
+    result = write_config(srv, rendered("glrt-first"))
+    assert result.returncode == 2 and "is a symbolic link" in result.stderr, result.stdout + result.stderr
+    assert victim.read_text() == "root:x:0:0::/root:/bin/bash\n"

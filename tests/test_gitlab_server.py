@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import GITLAB_ROOT_PASSWORD, PRODUCTION_SECRETS, production_config, run_stack
+from conftest import HOST_KEY, GITLAB_ROOT_PASSWORD, PRODUCTION_SECRETS, production_config, run_stack
 from service_files import bundle, container_labels, container_volumes, production
 
 from components.host.remote_script import sha256
@@ -15,11 +15,9 @@ from components.services.gitlab_server import (
     CONFIG_HASH_LABEL,
     GITLAB_RB,
     PROXY_HEADERS,
-    ROOT_PASSWORD_RB,
     Setting,
     gitlab_settings,
     render_gitlab_rb,
-    render_root_password_rb,
     ruby,
 )
 
@@ -87,9 +85,9 @@ def test_trusted_proxies_and_real_ip_are_the_traefik_hosts():
 
 def test_trusted_proxies_follow_the_traefik_role():
     hosts = [
-        {"name": "production", "address": "192.168.88.1", "roles": ["production-runner"]},
-        {"name": "edge", "address": "192.168.88.9", "roles": ["traefik"]},
-        {"name": "services", "address": "192.168.88.2", "roles": ["gitlab"]},
+        {"name": "production", "address": "192.168.88.1", "hostKey": HOST_KEY, "roles": ["production-runner"]},
+        {"name": "edge", "address": "192.168.88.9", "hostKey": HOST_KEY, "roles": ["traefik"]},
+        {"name": "services", "address": "192.168.88.2", "hostKey": HOST_KEY, "roles": ["gitlab"]},
     ]
     assert "gitlab_rails['trusted_proxies'] = ['192.168.88.9']" in sent_gitlab_rb(production(hosts=hosts)).splitlines()
 
@@ -121,20 +119,13 @@ def test_ruby_literals_escape_quotes_and_backslashes():
 
 
 # -- the initial root password ------------------------------------------------------------------
-def test_root_password_is_in_its_own_600_file_sent_through_secret_stdin():
-    run = production()
-    config = run.named("gitlab-server-files")
-    assert config.secret("stdin"), f"{config.urn}: the root password must travel as a secret"
-    mode, text = bundle(config)[ROOT_PASSWORD_RB]
-    assert mode == 0o600
-    assert text == render_root_password_rb(GITLAB_ROOT_PASSWORD)
-    assert f"gitlab_rails['initial_root_password'] = {ruby(GITLAB_ROOT_PASSWORD)}" in text.splitlines()
-
-
-def test_gitlab_rb_holds_no_password_and_loads_the_password_file():
+# (its own step, only while GitLab has no database: tests/test_gitlab_root_password.py)
+def test_gitlab_rb_holds_no_password_and_loads_the_password_file_while_it_exists():
     text = sent_gitlab_rb()
     assert GITLAB_ROOT_PASSWORD not in text
-    assert text.splitlines()[-1] == "from_file '/etc/gitlab/delivery-root-password.rb'"
+    assert text.splitlines()[-1] == (
+        "from_file '/etc/gitlab/delivery-root-password.rb' if File.exist?('/etc/gitlab/delivery-root-password.rb')"
+    )
 
 
 # -- the container ----------------------------------------------------------------------------
@@ -183,7 +174,8 @@ def test_container_spec_shm_restart_health_env_hostname():
     spec = container.plain
     assert spec["shmSize"] == 512 and spec["restart"] == "always" and spec["name"] == "gitlab"
     assert spec["hostname"] == "gitlab.company.ru"
-    assert spec["envs"] == ["TZ=Europe/Volgograd"]
+    assert spec["envs"][0] == "TZ=Europe/Volgograd"
+    assert [e.split("=", 1)[0] for e in spec["envs"]] == ["TZ", "GITLAB_POST_RECONFIGURE_SCRIPT"]
     assert spec["healthcheck"]["tests"] == ["CMD", "/opt/gitlab/bin/gitlab-healthcheck", "--fail", "--max-time", "10"]
     assert "healthcheck" in container.replace_on_changes
 

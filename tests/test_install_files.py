@@ -114,3 +114,82 @@ def test_bad_requests_are_refused_before_anything_is_written(srv: Path, files, a
     r = install(srv, [FileSpec("/srv/traefik/ok.yml", 0o644, "ok\n"), *files], *args)
     assert r.returncode == 2 and why in r.stderr, r.stderr
     assert not (srv / "traefik/ok.yml").exists()
+
+
+# -- symbolic links: never followed (a service can plant them in the folders it writes) ------------
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    """A file outside /srv that a planted link points at (think /etc/shadow)."""
+    target = tmp_path / "outside" / "shadow"
+    target.parent.mkdir()
+    target.write_text("root:$6$hash:19000:0:99999:7:::\n")
+    target.chmod(0o640)
+    return target
+
+
+def untouched(victim: Path) -> bool:
+    return victim.read_text() == "root:$6$hash:19000:0:99999:7:::\n" and victim.stat().st_mode & 0o777 == 0o640
+
+
+def test_an_ensured_file_that_is_a_link_is_refused_and_its_target_untouched(srv: Path, victim: Path):
+    (srv / "traefik/letsencrypt").mkdir(parents=True)
+    (srv / "traefik/letsencrypt/acme.json").symlink_to(victim)
+    r = install(srv, [FileSpec("/srv/traefik/traefik.yml", 0o644, "a: 1\n")], *install_args(ensure=[Ensure("/srv/traefik/letsencrypt/acme.json", 0o600)]))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "refusing /srv/traefik/letsencrypt/acme.json: /srv/traefik/letsencrypt/acme.json is a symbolic link" in r.stderr
+    assert untouched(victim), "the link's target was chmod-ed or written"
+    assert not (srv / "traefik/traefik.yml").exists(), "nothing is written when a link is found"
+
+
+def test_a_dangling_link_in_place_of_an_ensured_file_is_refused(srv: Path, tmp_path: Path):
+    (srv / "traefik/letsencrypt").mkdir(parents=True)
+    target = tmp_path / "outside-nologin"
+    (srv / "traefik/letsencrypt/acme.json").symlink_to(target)
+    r = install(srv, [], *install_args(ensure=[Ensure("/srv/traefik/letsencrypt/acme.json", 0o600)]))
+    assert r.returncode == 2 and "is a symbolic link" in r.stderr, r.stderr
+    assert not target.exists(), "the link's target was created"
+
+
+def test_a_managed_file_that_is_a_link_is_refused(srv: Path, victim: Path):
+    (srv / "services/gitlab/config").mkdir(parents=True)
+    (srv / "services/gitlab/config/gitlab.rb").symlink_to(victim)
+    r = install(srv, [FileSpec("/srv/services/gitlab/config/gitlab.rb", 0o600, "external_url 'x'\n")])
+    assert r.returncode == 2 and "gitlab.rb is a symbolic link" in r.stderr, r.stderr
+    assert untouched(victim)
+
+
+@pytest.mark.parametrize(
+    "files, args",
+    [
+        ([FileSpec("/srv/traefik/letsencrypt/sub/x.yml", 0o644, "x\n")], ()),
+        ([], ("ensure=/srv/traefik/letsencrypt/sub/acme.json:0600",)),
+        ([], ("prune=/srv/traefik/letsencrypt/sub",)),
+        ([], ("remove=/srv/traefik/letsencrypt/sub/shadow",)),
+    ],
+    ids=["file", "ensure", "prune", "remove"],
+)
+def test_a_linked_folder_on_the_way_is_refused(srv: Path, victim: Path, files, args):
+    (srv / "traefik/letsencrypt").mkdir(parents=True)
+    (srv / "traefik/letsencrypt/sub").symlink_to(victim.parent, target_is_directory=True)
+    r = install(srv, files, *args)
+    assert r.returncode == 2 and "/srv/traefik/letsencrypt/sub is a symbolic link" in r.stderr, r.stderr
+    assert untouched(victim) and sorted(p.name for p in victim.parent.iterdir()) == ["shadow"]
+
+
+def test_links_elsewhere_in_a_service_folder_are_left_alone(srv: Path, victim: Path):
+    """Only the paths the step manages matter: a link beside them is neither followed nor refused."""
+    (srv / "traefik/letsencrypt").mkdir(parents=True)
+    (srv / "traefik/letsencrypt/other").symlink_to(victim)
+    args = install_args(ensure=[Ensure("/srv/traefik/letsencrypt/acme.json", 0o600)], prune=["/srv/traefik/letsencrypt"])
+    r = install(srv, [], *args)
+    assert r.returncode == 0, r.stderr
+    assert (srv / "traefik/letsencrypt/other").is_symlink() and untouched(victim)
+
+
+def test_an_ensured_file_with_another_name_is_not_chmod_ed(srv: Path, victim: Path):
+    """A hard link has no link to see: the step checks the file it opened has one name only."""
+    (srv / "traefik/letsencrypt").mkdir(parents=True)
+    os.link(victim, srv / "traefik/letsencrypt/acme.json")
+    r = install(srv, [], *install_args(ensure=[Ensure("/srv/traefik/letsencrypt/acme.json", 0o600)]))
+    assert r.returncode == 2 and "the file has other names (hard links)" in r.stderr, r.stderr
+    assert untouched(victim)

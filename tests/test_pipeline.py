@@ -1,6 +1,6 @@
 """Tests of .gitlab-ci.yml, the pipeline of this infrastructure project.
 
-The file is validated against GitLab's own CI schema (../shared/schemas/ci.json), its rules are
+The file is validated against GitLab's own CI schema (tests/schemas/published/ci.json), its rules are
 evaluated for every kind of pipeline (merge request, push to each branch, schedules), every job
 script goes through shellcheck, and the Pulumi jobs' scripts are run with stub `pulumi`/`make`
 commands to prove what they call and that no secret reaches the job log.
@@ -23,9 +23,11 @@ import jsonschema
 import pytest
 import yaml
 
+from schema_files import PUBLISHED_SCHEMAS
+
 ROOT = Path(__file__).resolve().parents[1]
 CI_FILE = ROOT / ".gitlab-ci.yml"
-CI_SCHEMA = Path(__file__).resolve().parents[1].parent / "shared" / "schemas" / "ci.json"
+CI_SCHEMA = PUBLISHED_SCHEMAS / "ci.json"
 
 STACKS = ("production", "staging")
 RUNNER_TAGS = {"production", "staging"}

@@ -103,7 +103,7 @@ def test_variables_use_the_gitlab_provider():
 
 
 def test_without_ci_project_no_variables_are_managed():
-    cfg = production_base(gitlabToken=API_TOKEN, runnerScope={"project": "group/app"})
+    cfg = production_base(gitlabToken=API_TOKEN, gitlabIntegration="enabled", runnerScope={"project": "group/app"})
     cfg.pop("ciProject")
     run = run_stack(cfg, secrets=SECRETS)
     assert not run.of_type(VARIABLE)

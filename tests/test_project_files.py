@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import PRODUCTION_SECRETS, PRODUCTION_STACK, ROOT, production_config, production_outputs, run_stack, staging_config
+from conftest import HOST_KEYS, PRODUCTION_SECRETS, PRODUCTION_STACK, ROOT, production_config, production_outputs, run_stack, staging_config
 
 from components.config import reader as reader_module
 
@@ -99,6 +99,11 @@ def test_stack_file_evaluates_with_its_secrets_set(stack):
     config = {k.split(":", 1)[1]: v for k, v in settings.items()}
     secrets = {k: v for k, v in (production_config() if stack == "production" else staging_config()).items() if k in PRODUCTION_SECRETS}
     config.update(secrets)
+    # Host keys are the user's to pin (`pulumi config set --path 'hosts[0].hostKey' ...`): the
+    # example servers' keys cannot be known, so the stack files leave them out.
+    assert all("hostKey" not in h for h in config["hosts"]), "the stack files must not carry made-up host keys"
+    for h in config["hosts"]:
+        h["hostKey"] = HOST_KEYS[h["name"]]
     kwargs = {"stack_outputs": {PRODUCTION_STACK: production_outputs()}} if stack == "staging" else {}
     run = run_stack(config, secrets=tuple(secrets), stack=stack, **kwargs)
     assert run.of_type("pulumi:providers:docker")
@@ -120,3 +125,48 @@ def test_secret_outputs_are_documented_as_secret():
     for key in production.secret_outputs:
         rows = [l for l in contract.splitlines() if l.startswith(f"| `{key}` |")]
         assert rows and all("**yes**" in r for r in rows), key
+
+
+# -- a clone of the repository stands on its own -------------------------------------------------
+#: What reads a folder beside the checkout: `../shared`, `<repo>.parent / "shared"` and the like.
+OUTSIDE_THE_REPOSITORY = re.compile(r"\.\./shared|parents?(\[\d\])?\s*/\s*['\"]shared['\"]|\.parent\.parent\s*/|/work/")
+
+
+def files_that_run() -> list[Path]:
+    """The program, its tests and scripts, the Makefile and the CI entry point."""
+    patterns = ("components/**/*.py", "components/**/*.sh", "tests/**/*.py", "tests/**/*.sh", "scripts/*", "templates/*.py")
+    found = {p for pattern in patterns for p in ROOT.glob(pattern) if p.is_file() and ".venv" not in p.parts}
+    found -= {Path(__file__).resolve()}  # this file spells the patterns out
+    return sorted(found | {ROOT / "Makefile", ROOT / ".ci" / "run", ROOT / "__main__.py"})
+
+
+def test_nothing_reads_a_folder_beside_the_checkout():
+    offenders = [
+        f"{p.relative_to(ROOT)}:{n}: {line.strip()}"
+        for p in files_that_run()
+        for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
+        if OUTSIDE_THE_REPOSITORY.search(line)
+    ]
+    assert not offenders, "files read outside the repository (copy what they need into it):\n" + "\n".join(offenders)
+
+
+def test_provider_schemas_are_the_copies_their_readme_describes():
+    import hashlib
+
+    from schema_files import PROVIDER_SCHEMAS
+
+    readme = (PROVIDER_SCHEMAS / "README.md").read_text()
+    rows = re.findall(r"^\| `([a-z]+-[0-9.]+\.schema\.json)` \|.*\| `([0-9a-f]{64})` \|$", readme, flags=re.M)
+    assert len(rows) == 4, rows
+    for name, digest in rows:
+        assert hashlib.sha256((PROVIDER_SCHEMAS / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_every_schema_the_tests_use_is_listed_with_its_source():
+    from schema_files import SCHEMAS
+
+    index = (SCHEMAS / "README.md").read_text()
+    kept = sorted(str(p.relative_to(SCHEMAS)) for p in SCHEMAS.glob("*/*.json"))
+    assert kept, "no schema kept in tests/schemas"
+    unlisted = [k for k in kept if f"| `{k}` |" not in index]
+    assert not unlisted, f"schemas without a source in tests/schemas/README.md: {unlisted}"

@@ -20,10 +20,12 @@ import jsonschema
 import pytest
 import yaml
 
+from schema_files import PUBLISHED_SCHEMAS
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "templates" / "review-app.yml"
 PIPELINE_DOC = ROOT / "docs" / "pipeline.md"
-TRAEFIK_STATIC_SCHEMA = Path(__file__).resolve().parents[1].parent / "shared" / "schemas" / "traefik-v3.json"
+TRAEFIK_STATIC_SCHEMA = PUBLISHED_SCHEMAS / "traefik-v3.json"
 
 
 def _load(name: str, path: Path):

@@ -97,7 +97,7 @@ def test_lego_credential_names_are_variables_without_file_suffix():
 
 def test_dashboard_users_must_be_htpasswd_lines_and_are_not_echoed():
     msg = errors_of(production_config(traefikDashboardUsers="admin password-in-clear\nok:$apr1$x$y"))
-    assert "delivery:traefikDashboardUsers: expected htpasswd lines" in msg and "(line 1)" in msg
+    assert "delivery:traefikDashboardUsers: expected bcrypt htpasswd lines" in msg and "(line 1, 2)" in msg  # apr1 (MD5) is refused too
     assert "password-in-clear" not in msg
 
 

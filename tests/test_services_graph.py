@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from conftest import PRODUCTION_SECRETS, production_config, run_stack
+from conftest import HOST_KEY, PRODUCTION_SECRETS, production_config, run_stack
 from service_files import SECRET_VALUES, bundle, plain_strings, production
 
 DNSROBOCERT = {"wildcardMethod": "dnsrobocert", "dnsProvider": "yandex", "dnsCredentials": {"auth_token": "mock-lexicon-token-93Fa"}}
@@ -61,7 +61,7 @@ def test_no_secret_value_is_in_a_plain_output(method):
 
 def test_the_steps_that_carry_secrets_send_them_as_secrets():
     run = production()
-    for name in ("gitlab-server-files", "traefik-files", "wildcard-certificate-credentials"):
+    for name in ("gitlab-server-root-password", "traefik-files", "wildcard-certificate-credentials"):
         step = run.named(name)
         assert step.secret("stdin"), f"{step.urn}: stdin must be secret"
         assert step.secret("triggers"), f"{step.urn}: the trigger hashes secret content, so it is secret too"
@@ -121,7 +121,7 @@ def test_a_fresh_stack_previews_with_the_services(method):
 
 
 def co_located_run():
-    hosts = [{"name": "solo", "address": "192.168.88.5", "roles": ["gitlab", "traefik", "production-runner"]}]
+    hosts = [{"name": "solo", "address": "192.168.88.5", "hostKey": HOST_KEY, "roles": ["gitlab", "traefik", "production-runner"]}]
     return run_stack(production_config(hosts=hosts), secrets=PRODUCTION_SECRETS)
 
 

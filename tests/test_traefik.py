@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from conftest import DASHBOARD_USERS, PRODUCTION_SECRETS, ca_certificate_pem, fake_pem, production_config, run_stack
+from conftest import HOST_KEY, DASHBOARD_USERS, PRODUCTION_SECRETS, ca_certificate_pem, fake_pem, production_config, run_stack
 from service_files import (
     DYNAMIC_SCHEMA,
     STATIC_SCHEMA,
@@ -497,9 +497,9 @@ def test_container_waits_for_its_files():
 
 def test_traefik_is_placed_on_the_host_with_the_traefik_role():
     hosts = [
-        {"name": "production", "address": "192.168.88.1", "roles": ["production-runner"]},
-        {"name": "edge", "address": "192.168.88.9", "roles": ["traefik"]},
-        {"name": "services", "address": "192.168.88.2", "roles": ["gitlab"]},
+        {"name": "production", "address": "192.168.88.1", "hostKey": HOST_KEY, "roles": ["production-runner"]},
+        {"name": "edge", "address": "192.168.88.9", "hostKey": HOST_KEY, "roles": ["traefik"]},
+        {"name": "services", "address": "192.168.88.2", "hostKey": HOST_KEY, "roles": ["gitlab"]},
     ]
     run = production(hosts=hosts)
     for name in ("traefik-container", "traefik-review-container"):

@@ -3,7 +3,8 @@
 `load_stack_config()` reads every key of the project namespace, collects every
 problem and raises a single `pulumi.RunError` that names each key as
 `<project>:<key>`. Each section of the platform has its own parser module here;
-this module assembles them.
+this module assembles them. Settings that are valid but weaken the platform on purpose (an
+unverified SSH host key, a dangerous runner override) are said in a warning on every run.
 """
 
 from __future__ import annotations
@@ -63,5 +64,7 @@ def load_stack_config(project: Optional[str] = None, stack: Optional[str] = None
     gitlab = parse_gitlab(reader, platform, services)
     operations = parse_operations(reader)
     reader.raise_if_errors()
+    for warning in reader.warnings:
+        pulumi.log.warn(warning)
     assert platform is not None and services is not None
     return StackConfig(platform=platform, services=services, gitlab=gitlab, operations=operations)

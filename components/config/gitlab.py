@@ -1,15 +1,25 @@
 """GitLab integration: the API connection, the runners of the stack's hosts, the CI/CD
 variables of the application project.
 
-Every key is optional while `gitlabToken` is unset: until it is set (it can only be
-created once GitLab runs) the program leaves the GitLab API resources out and says so
-in a warning. Once it is set, the runners' scope and the CI variables' values become
-required and are validated here, before any resource exists.
+`gitlabIntegration` says where the integration stands, because the program cannot tell a
+first run (no token can exist before GitLab runs) from a lost token (docs/gitlab.md):
+
+* `pending` (unset): the first run; without `gitlabToken` the GitLab API resources are left
+  out with a warning. A token without `gitlabIntegration: enabled` is refused, so the switch is
+  set together with the token.
+* `enabled`: the integration exists; `gitlabToken` is required. A missing token stops the run
+  before any resource is registered, instead of deleting the runners and CI variables.
+* `removed`: the integration is taken down on purpose; its resources are left out (and so
+  deleted by `pulumi up`), the token is ignored.
+
+Once enabled, the runners' scope and the CI variables' values are required and validated
+here, before any resource exists.
 """
 
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -45,17 +55,34 @@ URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/-]*)?$")
 TAG = re.compile(r"^[A-Za-z0-9_.:-][A-Za-z0-9 _.:-]{0,254}$")
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 ENVIRONMENT_SCOPE = re.compile(r"^[A-Za-z0-9_.*/${} -]{1,255}$")
-#: Docker volume spec of the executor: `/path`, or `/host:/container[:ro|rw]`.
-VOLUME = re.compile(r"^/[^:\s]*(:/[^:\s]*(:(ro|rw))?)?$")
+#: Docker volume spec of the executor: `/path`, or `/host:/container[:ro|rw]`; no `..` segment.
+VOLUME = re.compile(r"^(?!.*(^|/)\.\.(/|:|$))/[^:\s]*(:/[^:\s]*(:(ro|rw))?)?$")
+#: The host's Docker socket: shared with jobs by the seed's docker executor, by design (it gives a
+#: job the host's Docker, docs/gitlab.md says so); not refused.
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+#: Host folders a job volume must not bind, nor any folder that holds one of them (`/`, `/var`,
+#: `/srv`): the system, Docker's and containerd's data, and the platform's secrets under /srv.
+HOST_ONLY_PATHS = (
+    "/etc", "/root", "/home", "/boot", "/dev", "/proc", "/sys", "/run", "/var/run", "/usr", "/bin",
+    "/sbin", "/lib", "/lib32", "/lib64", "/var/lib/docker", "/var/lib/containerd",
+    "/srv/services", "/srv/traefik", "/srv/letsencrypt-dns", "/srv/gitlab-runner/config",
+)
+#: Overrides that can be dangerous, and may be allowed one by one (runners.<role>.allowDangerous).
+DANGEROUS_KEYS = ("accessLevel", "volumes")
 #: GitLab's masking rules, in their strictest (all versions) form: a single line of at
 #: least 8 characters from the Base64 alphabet (RFC 4648, also URL-safe) and `@ : . ~`.
 MASKABLE = re.compile(r"^[A-Za-z0-9+/=@:.~_-]{8,}$")
 #: Variable names that hold credentials: masked, protected and hidden by default.
+#: An API token as GitLab prints it: one word (a trailing line break from a file is refused).
+API_TOKEN = re.compile(r"[\x21-\x7e]+")
 SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|PASS|KEY|CREDENTIAL|PRIVATE|AUTH)", re.IGNORECASE)
 
 TOKEN_COMMAND = "pulumi config set --secret delivery:gitlabToken <token>"
 #: Environment scope of secret CI variables unless `ciSecretEnvironmentScope` says otherwise.
 DEFAULT_SECRET_SCOPE = "production"
+ENABLE_COMMAND = "pulumi config set delivery:gitlabIntegration enabled"
+#: gitlabIntegration: the first run (default), the integration in place, taken down on purpose.
+INTEGRATION_STATES = ("pending", "enabled", "removed")
 
 
 @dataclass(frozen=True)
@@ -136,7 +163,11 @@ DEFAULT_RUNNERS: dict[str, RunnerSettings] = {
     ),
 }
 
-RUNNER_KEYS = ("tags", "accessLevel", "locked", "concurrent", "requestConcurrency", "maximumTimeout", "description", "volumes")
+RUNNER_KEYS = (
+    "tags", "accessLevel", "locked", "concurrent", "requestConcurrency", "maximumTimeout", "description", "volumes",
+    "allowDangerous",
+)
+SCOPE_KEYS = ("project", "projects", "group")
 VARIABLE_KEYS = ("value", "masked", "protected", "raw", "hidden", "environmentScope", "description")
 
 
@@ -154,7 +185,8 @@ class CiVariable:
     """Masked and hidden in the UI (GitLab >= 17.4); set only when the variable is created."""
     raw: bool = False
     environment_scope: str = "*"
-    description: Optional[str] = None
+    description: Optional[Union[str, pulumi.Output[str]]] = None
+    """Shown in GitLab; a secret Output when it comes from a secret ciVariables."""
 
 
 @dataclass(frozen=True)
@@ -169,8 +201,12 @@ class CiConfig:
 class GitLabConfig:
     url_override: Optional[str]
     """`gitlabUrl`; else https://gitlab.<domain> (production) or the production stack's output."""
+    allow_insecure_url: bool
+    """`gitlabAllowInsecureUrl`: an http:// GitLab URL is accepted (a lab); otherwise refused."""
+    integration: str
+    """`gitlabIntegration`: pending (first run), enabled or removed."""
     token: Optional[pulumi.Output[str]]
-    """API token (scopes `api` and `create_runner`); None leaves the API resources out."""
+    """API token (scopes `api` and `create_runner`); set exactly when the integration is enabled."""
     runner_version: str
     runner_default_image: str
     runner_scope: Optional[RunnerScope]
@@ -182,10 +218,23 @@ class GitLabConfig:
 
     @property
     def enabled(self) -> bool:
-        return self.token is not None
+        return self.integration == "enabled" and self.token is not None
 
     def default_url(self, domain: str) -> str:
         return self.url_override or f"https://gitlab.{domain}"
+
+
+INSECURE_URL = (
+    "http:// would send the API token and the runners' tokens in clear; use https://, or set "
+    "gitlabAllowInsecureUrl: true for a lab"
+)
+
+
+def check_secure_url(url: str, allow_insecure: bool, where: str) -> str:
+    """`url` if it is https:// (or insecure URLs are allowed); `where` names its source."""
+    if url.lower().startswith("http://") and not allow_insecure:
+        raise pulumi.RunError(f"{where}: {INSECURE_URL}")
+    return url
 
 
 def api_base_url(url: str) -> str:
@@ -200,7 +249,7 @@ def _known_secret(reader: ConfigReader, key: str) -> Optional[str]:
 
 
 def check_maskable(reader: ConfigReader, path: str, value: str) -> bool:
-    if MASKABLE.match(value):
+    if MASKABLE.fullmatch(value):
         return True
     reader.error(
         path,
@@ -208,6 +257,57 @@ def check_maskable(reader: ConfigReader, path: str, value: str) -> bool:
         "+ / = @ : . ~ _ - (the value is not shown); set masked: false or change the value",
     )
     return False
+
+
+def dangerous_host_path(volume: str) -> Optional[str]:
+    """The host path of a bind volume (`/host:/container[:mode]`) when it gives a job the host,
+    else None. An anonymous volume (`/cache`) and the Docker socket are not dangerous here."""
+    if ":" not in volume:
+        return None
+    host = posixpath.normpath(volume.split(":", 1)[0])
+    if host in DOCKER_SOCKETS:
+        return None
+    for path in HOST_ONLY_PATHS:
+        if host == "/" or host == path or host.startswith(path + "/") or path.startswith(host + "/"):
+            return host
+    return None
+
+
+def _dangers(role: str, access: Optional[str], volumes: Optional[list[str]]) -> dict[str, list[tuple[str, str]]]:
+    """What in a runner's overrides is dangerous: key -> [(config path suffix, reason)]."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    if role == "production-runner" and access == "not_protected":
+        found["accessLevel"] = [(
+            "accessLevel",
+            "not_protected on the production runner lets a job from any branch, pushed by anyone with "
+            "Developer access, run on Production (its Docker, /srv and deploy credentials)",
+        )]
+    for i, volume in enumerate(volumes or ()):
+        host = dangerous_host_path(volume)
+        if host is not None:
+            found.setdefault("volumes", []).append((
+                f"volumes[{i}]",
+                f"binds the host's {host} into every job: a job could read or change the host (its system, "
+                "Docker's data or the platform's secrets)",
+            ))
+    return found
+
+
+def _check_dangers(r: ConfigReader, path: str, role: str, obj: dict[str, Any], access: Optional[str], volumes: Optional[list[str]]) -> None:
+    """Refuse dangerous overrides unless `allowDangerous` names them; warn about allowed ones."""
+    allowed = set(
+        check_list(r, f"{path}.allowDangerous", obj.get("allowDangerous", []), lambda p, v: check_string(r, p, v, choices=DANGEROUS_KEYS))
+        or ()
+    )
+    found = _dangers(role, access, volumes if "volumes" in obj else None)
+    for key in DANGEROUS_KEYS:
+        for where, reason in found.get(key, []):
+            if key in allowed:
+                r.warn(f"{path}.allowDangerous", f"{path}.{where} is allowed although it is dangerous: {reason}")
+            else:
+                r.error(f"{path}.{where}", f"{reason}; set {path}.allowDangerous: [{key}] if you mean it")
+        if key in allowed and key not in found:
+            r.error(f"{path}.allowDangerous", f"lists {key}, but no {'volume is' if key == 'volumes' else 'value is'} dangerous: remove it")
 
 
 def _parse_runner(r: ConfigReader, role: str, raw: Any) -> Optional[RunnerSettings]:
@@ -240,6 +340,7 @@ def _parse_runner(r: ConfigReader, role: str, raw: Any) -> Optional[RunnerSettin
         )
         if parsed_volumes is not None:
             volumes = tuple(parsed_volumes)
+    _check_dangers(r, path, role, obj, access, list(volumes))
     if len(r.errors) != before:
         return None
     assert access and locked is not None and concurrent and request and timeout and description is not None
@@ -258,10 +359,10 @@ def _parse_runner(r: ConfigReader, role: str, raw: Any) -> Optional[RunnerSettin
 
 
 def _parse_scope(r: ConfigReader, raw: Any) -> Optional[RunnerScope]:
-    obj = check_object(r, "runnerScope", raw, ("project", "projects", "group"))
+    obj = check_object(r, "runnerScope", raw, SCOPE_KEYS)
     if obj is None:
         return None
-    if len([k for k in ("project", "projects", "group") if k in obj]) != 1:
+    if len([k for k in SCOPE_KEYS if k in obj]) != 1:
         r.error("runnerScope", "expected exactly one of project (a project path such as group/app), "
                 "projects (a list of project paths) or group (a group path)")
         return None
@@ -281,9 +382,13 @@ def _parse_scope(r: ConfigReader, raw: Any) -> Optional[RunnerScope]:
     return RunnerScope("project", paths[0], tuple(paths[1:]))
 
 
-def _plain_variable(r: ConfigReader, name: str, raw: Any, scope: str) -> Optional[CiVariable]:
+def _plain_variable(r: ConfigReader, name: str, raw: Any, scope: str, secret: bool = False) -> Optional[CiVariable]:
+    """One entry of ciVariables. `secret`: ciVariables is held as a secret (set with `--secret`,
+    or a secret somewhere under it with `--path`): its value and description become secret
+    Outputs and errors do not show them. The name and the environment scope identify the
+    variable (its resource name, GitLab's ID) and are never secret."""
     path = f"ciVariables.{name}"
-    if not VARIABLE_NAME.match(name):
+    if not VARIABLE_NAME.fullmatch(name):
         r.error(path, "expected a variable name of letters, digits and _ (not starting with a digit)")
         return None
     if isinstance(raw, str):
@@ -294,7 +399,7 @@ def _plain_variable(r: ConfigReader, name: str, raw: Any, scope: str) -> Optiona
     before = len(r.errors)
     if "value" not in obj:
         r.error(f"{path}.value", "missing; expected a string")
-    value = check_string(r, f"{path}.value", obj.get("value", ""))
+    value = check_string(r, f"{path}.value", obj.get("value", ""), shown=not secret)
     secret_like = bool(SECRET_NAME.search(name))
     masked = check_bool(r, f"{path}.masked", obj.get("masked", secret_like))
     protected = check_bool(r, f"{path}.protected", obj.get("protected", secret_like))
@@ -303,7 +408,7 @@ def _plain_variable(r: ConfigReader, name: str, raw: Any, scope: str) -> Optiona
     env = check_string(r, f"{path}.environmentScope", obj.get("environmentScope", scope), pattern=ENVIRONMENT_SCOPE, expected="an environment scope such as * or review/*")
     description = None
     if obj.get("description") is not None:
-        description = check_string(r, f"{path}.description", obj["description"])
+        description = check_string(r, f"{path}.description", obj["description"], shown=not secret)
     if hidden and masked is False:
         r.error(f"{path}.hidden", "needs masked: true (GitLab hides only masked values)")
     if value is not None and (masked or hidden):
@@ -312,14 +417,21 @@ def _plain_variable(r: ConfigReader, name: str, raw: Any, scope: str) -> Optiona
         return None
     assert value is not None and env
     return CiVariable(
-        key=name, value=value, secret=False, masked=bool(masked), protected=bool(protected),
-        hidden=bool(hidden), raw=bool(raw_flag), environment_scope=env, description=description,
+        key=name,
+        value=pulumi.Output.secret(value) if secret else value,
+        secret=secret,
+        masked=bool(masked),
+        protected=bool(protected),
+        hidden=bool(hidden),
+        raw=bool(raw_flag),
+        environment_scope=env,
+        description=pulumi.Output.secret(description) if secret and description is not None else description,
     )
 
 
 def _secret_variable(r: ConfigReader, key: str, name: str, value: pulumi.Output[str], known: Optional[str], scope: str) -> Optional[CiVariable]:
     path = f"{key}.{name}" if key == "ciSecretVariables" else key
-    if not VARIABLE_NAME.match(name):
+    if not VARIABLE_NAME.fullmatch(name):
         r.error(path, "expected a variable name of letters, digits and _ (not starting with a digit)")
         return None
     if known is not None and not check_maskable(r, path, known):
@@ -342,7 +454,14 @@ def _dns_token(r: ConfigReader, scope: str) -> Optional[CiVariable]:
 def _parse_ci(r: ConfigReader, platform: Optional[PlatformConfig], services: Optional[ServicesConfig], token_set: bool) -> Optional[CiConfig]:
     project = r.string("ciProject", pattern=PROJECT_PATH, expected="a project path such as group/app")
     scope = r.string("ciEnvironmentScope", default="*", pattern=ENVIRONMENT_SCOPE, expected="an environment scope such as * or production") or "*"
-    raw_plain = r.structured("ciVariables", expected="an object NAME: value or NAME: {value, masked, protected, raw, hidden, environmentScope, description}")
+    raw_plain = r.structured(
+        "ciVariables",
+        expected="an object NAME: value or NAME: {value, masked, protected, raw, hidden, environmentScope, description}",
+        secret_ok=True,
+    )
+    # Held as a secret: every value in it stays secret (a value set with --secret --path makes
+    # the whole key secret; the program cannot tell which leaf was meant).
+    plain_is_secret = raw_plain is not None and r.is_secret("ciVariables")
     secret_map = r.secret_map("ciSecretVariables")
     # Secret variables reach only jobs of this environment (deploy jobs on the production runner):
     # never review jobs, which run on the shared staging runner.
@@ -375,7 +494,7 @@ def _parse_ci(r: ConfigReader, platform: Optional[PlatformConfig], services: Opt
             r.error("ciVariables", "expected an object NAME: value or NAME: {value, masked, protected, ...}")
         else:
             for name, raw in raw_plain.items():
-                v = _plain_variable(r, name, raw, scope)
+                v = _plain_variable(r, name, raw, scope, secret=plain_is_secret)
                 if v is not None:
                     variables[name] = v
     if secret_map is not None:
@@ -394,19 +513,56 @@ def _parse_ci(r: ConfigReader, platform: Optional[PlatformConfig], services: Opt
     return CiConfig(project=project, environment_scope=scope, variables=tuple(variables[k] for k in sorted(variables)))
 
 
+def _integration_token(
+    r: ConfigReader, integration: str, token: Optional[pulumi.Output[str]], token_given: bool
+) -> Optional[pulumi.Output[str]]:
+    """The token the integration uses, checked against gitlabIntegration (see the module doc).
+    `token_given`: a value is set (`token` is None also when it was refused for not being secret)."""
+    if integration == "enabled" and not token_given:
+        r.error(
+            "gitlabToken",
+            "missing, and gitlabIntegration is enabled: this stack's runners and CI/CD variables exist in GitLab, "
+            "and leaving them out would delete them. Nothing was changed. Set the token again "
+            f"(`{TOKEN_COMMAND}`), or set gitlabIntegration to removed to delete them on purpose",
+        )
+    elif integration == "pending" and token is not None:
+        r.error(
+            "gitlabIntegration",
+            f"is not set but gitlabToken is: run `{ENABLE_COMMAND}` with the token, so that losing the token later "
+            "stops the run instead of deleting the runners and CI/CD variables",
+        )
+    elif integration == "removed":
+        if token is not None:
+            r.warn("gitlabToken", "is ignored: gitlabIntegration is removed (remove the token with `pulumi config rm delivery:gitlabToken`)")
+        return None
+    return token
+
+
 def parse_gitlab(r: ConfigReader, platform: Optional[PlatformConfig], services: Optional[ServicesConfig] = None) -> Optional[GitLabConfig]:
     """The `gitlab*`, `runner*` and `ci*` keys; errors are collected in `r`. `services` gives
     LETSENCRYPT_EMAIL (acmeEmail) and the DNS token's default (dnsCredentials)."""
     before = len(r.errors)
     url = r.string("gitlabUrl", pattern=URL, expected="a URL such as https://gitlab.company.ru")
+    allow_insecure = r.boolean("gitlabAllowInsecureUrl", default=False)
+    if url is not None and url.lower().startswith("http://"):
+        if not allow_insecure:
+            r.error("gitlabUrl", INSECURE_URL)
+        else:
+            r.warn("gitlabAllowInsecureUrl", f"GitLab is reached at {url}: the API token and the runners' tokens travel in clear")
+    state = r.string("gitlabIntegration", default="pending", choices=INTEGRATION_STATES)
+    integration = state or "pending"
     token = r.secret_string("gitlabToken")
     known_token = _known_secret(r, "gitlabToken")
+    if state is not None:
+        token = _integration_token(r, integration, token, known_token is not None)
     if token is not None and known_token is not None and known_token.startswith("glrt-"):
         r.error("gitlabToken", "is a runner authentication token (glrt-); expected an API token with the api and create_runner scopes")
+    elif token is not None and known_token is not None and not API_TOKEN.fullmatch(known_token):
+        r.error("gitlabToken", "expected the API token alone, on one line without spaces (the value is not shown)")
     version = r.string("gitlabRunnerVersion", default=DEFAULT_RUNNER_VERSION, pattern=RUNNER_VERSION, expected="a pinned gitlab/gitlab-runner tag such as v18.5.0 (not latest)")
     image = r.string("runnerDefaultImage", default=DEFAULT_RUNNER_IMAGE, expected="a pinned image such as docker:29.2.0-cli")
     if image is not None:
-        m = IMAGE.match(image)
+        m = IMAGE.fullmatch(image)
         if m is None or (m.group("tag") is None and m.group("digest") is None) or m.group("tag") == "latest":
             r.error("runnerDefaultImage", f"expected a pinned image (name:tag or name@sha256:..., not latest), got {image!r}")
     rotation = r.string("runnerTokenRotation", expected="any string, e.g. 2026-07")
@@ -420,7 +576,7 @@ def parse_gitlab(r: ConfigReader, platform: Optional[PlatformConfig], services: 
         obj = check_object(r, "runners", raw_runners, RUNNER_ROLES)
         overrides = obj or {}
 
-    ci = _parse_ci(r, platform, services, token is not None)
+    ci = _parse_ci(r, platform, services, integration == "enabled")
     infra = r.string("infraProject", pattern=PROJECT_PATH, expected="the path of this infrastructure project, such as group/delivery")
     if scope is None and raw_scope is None and ci is not None:
         # The application's pipeline and this project's own (.gitlab-ci.yml needs both runners).
@@ -438,7 +594,7 @@ def parse_gitlab(r: ConfigReader, platform: Optional[PlatformConfig], services: 
         for role in overrides:
             if role in RUNNER_ROLES and role not in roles:
                 r.error(f"runners.{role}", f"no host of this stack has the role {role!r}")
-        if token is not None and roles and scope is None:
+        if integration == "enabled" and roles and scope is None:
             r.error("runnerScope", "missing; expected {project: <group/app>}, {projects: [...]} or {group: <group>} (or set ciProject): where the runners are created")
         if scope is not None and scope.also_projects:
             for settings in runners:
@@ -454,6 +610,8 @@ def parse_gitlab(r: ConfigReader, platform: Optional[PlatformConfig], services: 
         return None
     return GitLabConfig(
         url_override=url,
+        allow_insecure_url=allow_insecure,
+        integration=integration,
         token=token,
         runner_version=version,
         runner_default_image=image,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -11,6 +12,7 @@ import pulumi
 from .reader import (
     DNS_LABEL,
     ConfigReader,
+    check_bool,
     check_domain,
     check_int,
     check_ip,
@@ -43,7 +45,9 @@ class HostConfig:
     user: str = "root"
     port: int = 22
     host_key: Optional[str] = None
-    """Pinned SSH host key, `<type> <base64>`; unset means the key is not verified."""
+    """Pinned SSH host key, `<type> <base64>`; required unless `insecure_skip_host_key_check`."""
+    insecure_skip_host_key_check: bool = False
+    """The explicit opt-out of host key verification (a warning says so on every run)."""
     roles: tuple[str, ...] = ()
     dns_names: tuple[str, ...] = ()
     """Extra DNS names clients use for the Docker daemon (SANs of its certificate)."""
@@ -132,7 +136,49 @@ class PlatformConfig:
         return self.review_apps_daemon
 
 
-HOST_KEYS = ("name", "address", "user", "port", "hostKey", "roles", "dnsNames", "dockerListenAddress", "dockerPort")
+HOST_KEYS = (
+    "name", "address", "user", "port", "hostKey", "insecureSkipHostKeyCheck", "roles", "dnsNames",
+    "dockerListenAddress", "dockerPort",
+)
+DAEMON_KEYS = ("name", "address", "dnsNames", "dockerPort")
+
+
+KEYSCAN_HINT = "`ssh-keyscan -t ecdsa <address>` prints it: give '<type> <base64>' without the host name"
+
+
+def _host_key(r: ConfigReader, path: str, obj: dict[str, Any]) -> tuple[Optional[str], bool]:
+    """hostKey, required: without it an interceptor on the network gets every key and password
+    the program sends. insecureSkipHostKeyCheck: true is the explicit, warned-about opt-out."""
+    skip = check_bool(r, f"{path}.insecureSkipHostKeyCheck", obj.get("insecureSkipHostKeyCheck", False))
+    raw = obj.get("hostKey")
+    if raw is None:
+        if skip:
+            name = obj.get("name", path)
+            r.warn(
+                f"{path}.insecureSkipHostKeyCheck",
+                f"the SSH host key of host {name!r} is NOT verified: anyone who can intercept the connection "
+                "gets the secrets this program sends over it. Pin it with hostKey (" + KEYSCAN_HINT + ").",
+            )
+        elif skip is not None:
+            r.error(f"{path}.hostKey", f"missing; pin the host's SSH host key ({KEYSCAN_HINT}), or set insecureSkipHostKeyCheck: true to connect without verifying it")
+        return None, bool(skip)
+    key = check_string(r, f"{path}.hostKey", raw, pattern=HOST_KEY, expected="an SSH host key such as 'ecdsa-sha2-nistp256 AAAA...'")
+    if key is not None and _embedded_key_type(key) != key.split(" ", 1)[0]:
+        r.error(f"{path}.hostKey", f"the base64 part is not a {key.split(' ', 1)[0]} key; copy the key as `ssh-keyscan -t ecdsa <address>` prints it")
+        key = None
+    if skip:
+        r.error(f"{path}.insecureSkipHostKeyCheck", "is true but hostKey is set: remove insecureSkipHostKeyCheck, the pinned key is verified")
+    return key, False
+
+
+def _embedded_key_type(key: str) -> Optional[str]:
+    """The key type written inside an OpenSSH public key blob (its first length-prefixed string)."""
+    try:
+        blob = base64.b64decode(key.split(" ", 1)[1], validate=True)
+    except (ValueError, IndexError):
+        return None
+    size = int.from_bytes(blob[:4], "big")
+    return blob[4 : 4 + size].decode("ascii", errors="replace") if len(blob) >= 4 + size else None
 
 
 def _parse_host(r: ConfigReader, path: str, value: Any) -> Optional[HostConfig]:
@@ -151,9 +197,7 @@ def _parse_host(r: ConfigReader, path: str, value: Any) -> Optional[HostConfig]:
         address = check_ip(r, f"{path}.address", obj["address"])
     user = check_string(r, f"{path}.user", obj.get("user", "root"), pattern=re.compile(r"^[a-z_][a-z0-9_-]*$"), expected="a Unix user name")
     port = check_int(r, f"{path}.port", obj.get("port", 22), minimum=1, maximum=65535)
-    host_key = None
-    if obj.get("hostKey") is not None:
-        host_key = check_string(r, f"{path}.hostKey", obj["hostKey"], pattern=HOST_KEY, expected="an SSH host key such as 'ssh-ed25519 AAAA...'")
+    host_key, skip_check = _host_key(r, path, obj)
     roles = check_list(r, f"{path}.roles", obj.get("roles", []), lambda p, v: check_string(r, p, v, choices=ROLES))
     dns_names = check_list(r, f"{path}.dnsNames", obj.get("dnsNames", []), lambda p, v: check_domain(r, p, v))
     listen = None
@@ -171,6 +215,7 @@ def _parse_host(r: ConfigReader, path: str, value: Any) -> Optional[HostConfig]:
         user=user,
         port=port,
         host_key=host_key,
+        insecure_skip_host_key_check=skip_check,
         roles=tuple(roles),
         dns_names=tuple(dns_names),
         docker_listen_address=listen,
@@ -179,7 +224,7 @@ def _parse_host(r: ConfigReader, path: str, value: Any) -> Optional[HostConfig]:
 
 
 def _parse_daemon(r: ConfigReader, key: str, value: Any) -> Optional[DaemonIdentity]:
-    obj = check_object(r, key, value, ("name", "address", "dnsNames", "dockerPort"))
+    obj = check_object(r, key, value, DAEMON_KEYS)
     if obj is None:
         return None
     before = len(r.errors)

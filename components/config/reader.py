@@ -7,6 +7,10 @@ stack's config is reported at once by `ConfigReader.raise_if_errors()`.
 
 Secret values never appear in a message: for keys declared secret only the
 key and what was expected are named.
+
+Every pattern is applied with `fullmatch`: a value must match as a whole, so that a
+trailing line break (which `match` with `$` lets through) is refused like any other
+stray character.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ T = TypeVar("T")
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+INTEGER = re.compile(r"-?[0-9]+")
 
 
 class ConfigReader:
@@ -32,6 +37,7 @@ class ConfigReader:
     def __init__(self, project: str) -> None:
         self.project = project
         self.errors: list[str] = []
+        self.warnings: list[str] = []
         self.used_keys: set[str] = set()
 
     # -- plumbing ---------------------------------------------------------
@@ -41,6 +47,10 @@ class ConfigReader:
     def error(self, path: str, message: str) -> None:
         self.errors.append(f"{self.full(path)}: {message}")
 
+    def warn(self, path: str, message: str) -> None:
+        """A setting that is valid but weakens the platform on purpose: said on every run."""
+        self.warnings.append(f"{self.full(path)}: {message}")
+
     def raw(self, key: str) -> Optional[str]:
         """The raw string value of a key, without the SDK's secret warning."""
         self.used_keys.add(key)
@@ -48,6 +58,21 @@ class ConfigReader:
 
     def is_secret(self, key: str) -> bool:
         return runtime_config.is_config_secret(self.full(key))
+
+    def plain(self, key: str) -> Optional[str]:
+        """The value of a key the program uses in plain text (names, files, labels). A value
+        Pulumi holds as a secret (`config set --secret`, or a secret anywhere under the key with
+        `--path`) must stay secret wherever it goes, so such a key refuses it."""
+        value = self.raw(key)
+        if value not in (None, "") and self.is_secret(key):
+            self.error(
+                key,
+                "is set as a secret, but this key is used in plain text (resource names, files, labels), where the "
+                f"secret would be stored unencrypted: set it without --secret (`pulumi config set {self.full(key)} ...`) "
+                "(its value is not shown)",
+            )
+            return None
+        return value
 
     def raise_if_errors(self) -> None:
         if self.errors:
@@ -69,7 +94,7 @@ class ConfigReader:
         expected: str = "a string",
         choices: Optional[Iterable[str]] = None,
     ) -> Optional[str]:
-        value = self.raw(key)
+        value = self.plain(key)
         if value is None or value == "":
             if required:
                 self.error(key, f"missing; expected {expected}")
@@ -85,19 +110,16 @@ class ConfigReader:
         minimum: Optional[int] = None,
         maximum: Optional[int] = None,
     ) -> Optional[int]:
-        value = self.raw(key)
+        value = self.plain(key)
         if value is None or value == "":
             if required:
                 self.error(key, "missing; expected an integer")
             return default
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = value
+        parsed: Any = int(value) if INTEGER.fullmatch(value) else value
         return check_int(self, key, parsed, minimum=minimum, maximum=maximum)
 
     def boolean(self, key: str, *, default: bool) -> bool:
-        value = self.raw(key)
+        value = self.plain(key)
         if value is None or value == "":
             return default
         if value.lower() in ("true", "false"):
@@ -105,9 +127,10 @@ class ConfigReader:
         self.error(key, f"expected true or false, got {value!r}")
         return default
 
-    def structured(self, key: str, *, required: bool = False, expected: str) -> Any:
-        """A JSON value (object or array) set with `pulumi config set --path`."""
-        value = self.raw(key)
+    def structured(self, key: str, *, required: bool = False, expected: str, secret_ok: bool = False) -> Any:
+        """A JSON value (object or array) set with `pulumi config set --path`. A secret value is
+        refused unless `secret_ok` (the caller then keeps every value it reads secret)."""
+        value = self.raw(key) if secret_ok else self.plain(key)
         if value is None or value == "":
             if required:
                 self.error(key, f"missing; expected {expected}")
@@ -161,17 +184,20 @@ def check_string(
     pattern: Optional[re.Pattern[str]] = None,
     expected: str = "a string",
     choices: Optional[Iterable[str]] = None,
+    shown: bool = True,
 ) -> Optional[str]:
+    """`shown=False` for values read from secret config: the error says what was expected only."""
+    got = f"got {value!r}" if shown else "(the value is not shown)"
     if not isinstance(value, str):
         reader.error(path, f"expected {expected}, got {type_name(value)}")
         return None
     if choices is not None:
         options = list(choices)
         if value not in options:
-            reader.error(path, f"expected one of {', '.join(options)}, got {value!r}")
+            reader.error(path, f"expected one of {', '.join(options)}, {got}")
             return None
-    if pattern is not None and not pattern.match(value):
-        reader.error(path, f"expected {expected}, got {value!r}")
+    if pattern is not None and not pattern.fullmatch(value):
+        reader.error(path, f"expected {expected}, {got}")
         return None
     return value
 
@@ -208,10 +234,16 @@ def check_ip(reader: ConfigReader, path: str, value: Any) -> Optional[str]:
         reader.error(path, f"expected an IPv4 or IPv6 address, got {type_name(value)}")
         return None
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
     except ValueError:
         reader.error(path, f"expected an IPv4 or IPv6 address, got {value!r}")
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        # fe80::1%eth0: the zone names an interface of one machine, not an address others can
+        # use, and it is free text that would reach scripts and certificates.
+        reader.error(path, f"expected an IPv4 or IPv6 address without a zone (%...), got {value!r}")
+        return None
+    return str(address)
 
 
 def check_domain(reader: ConfigReader, path: str, value: Any) -> Optional[str]:

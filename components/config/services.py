@@ -44,7 +44,9 @@ DNS_PROVIDER = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 LEGO_VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]{0,127}$")
 #: dnsrobocert passes provider_options to Lexicon (auth_token, auth_username, ...).
 LEXICON_OPTION = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-HTPASSWD_LINE = re.compile(r"^[^:\s]+:\S+$")
+#: An htpasswd line with a bcrypt hash (`htpasswd -nbB`): $2y$/$2a$/$2b$, cost 04-31, 22 characters
+#: of salt and 31 of hash. Unsalted {SHA}, MD5 ($apr1$), crypt(3) and plain text are refused.
+HTPASSWD_BCRYPT_LINE = re.compile(r"[^:\s]+:\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 APP_URL = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?/?$")
 PRODUCTION_APP_KEYS = ("name", "host", "url")
 
@@ -175,7 +177,7 @@ def _traefik_version(r: ConfigReader) -> Optional[str]:
     value = r.string("traefikVersion", default=DEFAULT_TRAEFIK_VERSION, pattern=TRAEFIK_VERSION, expected="a Traefik version such as v3.6.15")
     if value is None:
         return None
-    m = TRAEFIK_VERSION.match(value)
+    m = TRAEFIK_VERSION.fullmatch(value)
     assert m is not None
     parts = tuple(int(x) for x in m.groups())
     if parts[0] != 3 or parts < MIN_TRAEFIK_VERSION:
@@ -185,16 +187,20 @@ def _traefik_version(r: ConfigReader) -> Optional[str]:
 
 
 def _secret_lines(r: ConfigReader, key: str) -> Optional[pulumi.Output[str]]:
-    """traefikDashboardUsers: htpasswd lines; checked without showing them."""
+    """traefikDashboardUsers: bcrypt htpasswd lines; checked without showing them."""
     value = r.secret_string(key)
     if value is None:
         return None
     raw = r.raw(key) or ""
     lines = [line for line in raw.splitlines() if line.strip()]
-    bad = [i + 1 for i, line in enumerate(lines) if not HTPASSWD_LINE.match(line.strip())]
+    bad = [i + 1 for i, line in enumerate(lines) if not HTPASSWD_BCRYPT_LINE.fullmatch(line.strip())]
     if not lines or bad:
         where = f" (line {', '.join(map(str, bad))})" if bad else ""
-        r.error(key, f"expected htpasswd lines 'user:hash', e.g. from `htpasswd -nbB user password`{where} (the value is not shown)")
+        r.error(
+            key,
+            "expected bcrypt htpasswd lines 'user:$2y$<cost>$<hash>', as `htpasswd -nbB <user> <password>` prints them; "
+            f"{{SHA}}, MD5 (apr1), crypt and plain text are refused{where} (the value is not shown)",
+        )
         return None
     return value
 
@@ -240,8 +246,12 @@ def _root_password(r: ConfigReader, required: bool) -> Optional[pulumi.Output[st
     value = r.secret_string("gitlabRootPassword", required=required)
     if value is None:
         return None
-    if len(r.raw("gitlabRootPassword") or "") < GITLAB_MIN_ROOT_PASSWORD:
+    known = r.raw("gitlabRootPassword") or ""
+    if len(known) < GITLAB_MIN_ROOT_PASSWORD:
         r.error("gitlabRootPassword", f"expected at least {GITLAB_MIN_ROOT_PASSWORD} characters, as GitLab requires (the value is not shown)")
+        return None
+    if "\n" in known or "\r" in known:
+        r.error("gitlabRootPassword", "expected a single line: a line break would become part of the password (the value is not shown)")
         return None
     return value
 
@@ -301,7 +311,7 @@ def _dns_credentials(r: ConfigReader, method: Optional[str], required: bool) -> 
         pattern, expected = LEGO_VARIABLE, "a lego environment variable such as CF_DNS_API_TOKEN"
     ok = True
     for name in creds:
-        if not pattern.match(name):
+        if not pattern.fullmatch(name):
             r.error(f"dnsCredentials.{name}", f"expected the name to be {expected} (wildcardMethod {method or 'traefik'})")
             ok = False
         elif method != "dnsrobocert" and name.endswith("_FILE"):

@@ -2,9 +2,11 @@
 the stack's hosts, the application project's CI variables (ProjectCi), and the outputs
 application pipelines read.
 
-Until `gitlabToken` is set (the API token only exists once GitLab runs), the API
-resources, and everything that needs the runners' tokens (config.toml, the runner
-containers), are left out and a warning says what to set; the rest of the stack is built.
+Until the integration is enabled (`gitlabIntegration`, with `gitlabToken`: the API token
+only exists once GitLab runs), the API resources, and everything that needs the runners'
+tokens (config.toml, the runner containers), are left out and a warning says what to set;
+the rest of the stack is built. Once enabled, a missing token stops the run in the config
+(components/config/gitlab.py), and a rejected one when the GitLab provider is configured.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pulumi
 import pulumi_gitlab as gitlab
 
 from ..config import PlatformConfig
-from ..config.gitlab import TOKEN_COMMAND, GitLabConfig, api_base_url
+from ..config.gitlab import ENABLE_COMMAND, TOKEN_COMMAND, GitLabConfig, api_base_url, check_secure_url
 from ..host.docker_ca import DockerTrustReference
 from ..host.docker_host import DockerHost
 from .gitlab_runner import GitLabRunner, GitLabRunnerArgs
@@ -47,10 +49,14 @@ def trust_file(pem: str) -> str:
 
 def gitlab_url(p: PlatformConfig, g: GitLabConfig, production: Optional[DockerTrustReference]) -> pulumi.Input[str]:
     """GitLab's URL: `gitlabUrl` if set; else https://gitlab.<domain> in the stack that runs
-    GitLab, and the production stack's `gitlabUrl` output in a satellite stack."""
+    GitLab, and the production stack's `gitlabUrl` output in a satellite stack (refused when it
+    is http://, unless gitlabAllowInsecureUrl says otherwise: tokens travel with it)."""
     if g.url_override is not None or production is None:
         return g.default_url(p.domain)
-    return production.require(GITLAB_URL_OUTPUT)
+    where = f"delivery:gitlabUrl (the output gitlabUrl of {p.production_stack})"
+    return pulumi.Output.from_input(production.require(GITLAB_URL_OUTPUT)).apply(
+        lambda url: check_secure_url(url, g.allow_insecure_url, where)
+    )
 
 
 def build_gitlab(
@@ -68,16 +74,24 @@ def build_gitlab(
     if g.runners:
         outputs[RUNNER_TAGS_OUTPUT] = {s.role: list(s.tags) for s in g.runners}
 
-    if g.token is None:
+    if not g.enabled:
         left_out = [f"runner {s.role}" for s in g.runners]
         if g.ci is not None:
             left_out.append(f"CI/CD variables of {g.ci.project}")
         what = ", ".join(left_out) if left_out else "the GitLab API resources"
-        pulumi.log.warn(
-            f"delivery:gitlabToken is not set, so this stack leaves out {what} until it is. "
-            "Once GitLab runs, create an API token with the scopes api and create_runner "
-            f"(a personal, group or project access token), then run `{TOKEN_COMMAND}` and `pulumi up`."
-        )
+        if g.integration == "removed":
+            pulumi.log.warn(
+                f"delivery:gitlabIntegration is removed: this stack leaves out {what}, so `pulumi up` deletes "
+                "them (GitLab's runners and variables, config.toml's container). Set it to enabled, with "
+                "gitlabToken, to bring them back."
+            )
+        else:
+            pulumi.log.warn(
+                f"delivery:gitlabToken is not set, so this stack leaves out {what} until it is. "
+                "Once GitLab runs, create an API token with the scopes api and create_runner "
+                f"(a personal, group or project access token), then run `{TOKEN_COMMAND}`, "
+                f"`{ENABLE_COMMAND}` and `pulumi up`."
+            )
         return outputs
 
     url = gitlab_url(p, g, production)
@@ -87,9 +101,10 @@ def build_gitlab(
         token=g.token,
         # GitLab's certificate comes from a CA that is not publicly trusted (acmeCaCertificate).
         cacert_file=trust_file(acme_ca_pem) if acme_ca_pem is not None else None,
-        # No /user probe when the provider is configured: a preview must not need a running GitLab.
-        early_auth_check=False,
-        # Configured only once GitLab answers (the readiness gate), like everything that uses it.
+        # The provider asks GitLab who the token belongs to (GET /user) when it is configured,
+        # once GitLab answers (the readiness gate) and before any GitLab resource is read or
+        # changed: a revoked or mistyped token stops the preview or update there.
+        early_auth_check=True,
         opts=pulumi.ResourceOptions(depends_on=list(gitlab_ready)),
     )
     uses_api = pulumi.ResourceOptions(providers={"gitlab": provider})

@@ -31,12 +31,13 @@ class Ensure:
 
 
 def install_args(
-    ensure: Sequence[Ensure] = (), prune: Sequence[str] = (), remove: Sequence[str] = ()
+    ensure: Sequence[Ensure] = (), prune: Sequence[str] = (), remove: Sequence[str] = (), until: Optional[str] = None
 ) -> tuple[str, ...]:
     return (
         *(f"ensure={e.path}:{e.mode:04o}" for e in ensure),
         *(f"prune={d}" for d in prune),
         *(f"remove={p}" for p in remove),
+        *((f"until={until}",) if until is not None else ()),
     )
 
 
@@ -50,17 +51,19 @@ def install_files(
     ensure: Sequence[Ensure] = (),
     prune: Sequence[str] = (),
     remove: Sequence[str] = (),
+    until: Optional[str] = None,
     parent: pulumi.Resource,
     depends_on: Optional[list[pulumi.Resource]] = None,
 ) -> command.remote.Command:
-    """A step that installs `files` on `host` (stdin secret when `secret`)."""
+    """A step that installs `files` on `host` (stdin secret when `secret`). With `until`, the
+    files are needed only until that path exists: from then on they are removed instead."""
     bundle = pulumi.Output.from_input(files).apply(lambda fs: tar_base64(list(fs)) if fs else "")
     return run_script(
         resource_name,
         host=host,
         private_key=private_key,
         script=SCRIPT,
-        args=install_args(ensure, prune, remove),
+        args=install_args(ensure, prune, remove, until),
         stdin=pulumi.Output.secret(bundle) if secret else bundle,
         parent=parent,
         depends_on=depends_on,

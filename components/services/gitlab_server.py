@@ -3,10 +3,19 @@
 The seed's gitlab.rb is generated from config as data (`gitlab_settings`), rendered to
 Ruby literals (`render_gitlab_rb`) and installed in /srv/services/gitlab/config (the
 container's /etc/gitlab) by scripts/install-files.sh. The initial root password goes in
-its own file, read by gitlab.rb through omnibus' `from_file`, so gitlab.rb holds no secret
-and its hash can label the container: a changed gitlab.rb replaces the container, which
-reconfigures GitLab on start. Data and configuration live in bind volumes that are
-protected (and retained) so that neither `pulumi destroy` nor a refactor deletes them.
+its own file, read by gitlab.rb through omnibus' `from_file` only while it exists, so
+gitlab.rb holds no secret and its hash can label the container: a changed gitlab.rb
+replaces the container, which reconfigures GitLab on start.
+
+GitLab reads the initial root password only when it seeds its database, so the password file
+lives only that long: its own step installs it only while the database is absent
+(`until=` the database's PG_VERSION), and the container deletes it itself right after the
+`gitlab-ctl reconfigure` of its start (the one that seeds the database), through the image's
+GITLAB_POST_RECONFIGURE_SCRIPT. Later runs never install it again: the step finds the
+database and removes the file instead.
+
+Data and configuration live in bind volumes that are protected (and retained) so that neither
+`pulumi destroy` nor a refactor deletes them.
 
 GitLab listens for plain HTTP on 80, its registry on 5005 and SSH on 22 (published as
 1023); Traefik on the traefik host terminates TLS and forwards to these ports.
@@ -19,6 +28,7 @@ CI variables, project look-ups) depends on it.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -51,6 +61,11 @@ PROTECTED_VOLUMES = ("config", "data")
 GITLAB_RB = f"{SRV}/config/gitlab.rb"
 ROOT_PASSWORD_RB = f"{SRV}/config/delivery-root-password.rb"
 ROOT_PASSWORD_IN_CONTAINER = "/etc/gitlab/delivery-root-password.rb"
+#: Exists once GitLab's PostgreSQL is initialised (/var/opt/gitlab/postgresql/data/PG_VERSION).
+DATABASE_MARKER = f"{SRV}/data/postgresql/data/PG_VERSION"
+#: Run by the image's /assets/wrapper after `gitlab-ctl reconfigure` on every start (a failed
+#: reconfigure stops the wrapper before it): the password file has been used, or was not needed.
+FORGET_ROOT_PASSWORD = f"rm -f -- {shlex.quote(ROOT_PASSWORD_IN_CONTAINER)}"
 CONFIG_HASH_LABEL = "delivery.gitlab-rb-sha256"
 
 #: The seed's proxy headers: GitLab (and its registry) sit behind Traefik, which terminates TLS.
@@ -70,6 +85,8 @@ class Setting:
     target: str
     key: Optional[str]
     value: Any
+    condition: Optional[str] = None
+    """A Ruby condition the line applies under (`... if <condition>`)."""
 
     @property
     def name(self) -> str:
@@ -113,7 +130,7 @@ def gitlab_settings(hostnames: Hostnames, timezone: str, trusted_proxies: Sequen
         Setting("gitlab_rails", "gitlab_shell_ssh_port", SSH_PORT),
         # TLS ends at Traefik: omnibus must not try Let's Encrypt for the https external_url.
         Setting("letsencrypt", "enable", False),
-        Setting("from_file", None, ROOT_PASSWORD_IN_CONTAINER),
+        Setting("from_file", None, ROOT_PASSWORD_IN_CONTAINER, condition=f"File.exist?({ruby(ROOT_PASSWORD_IN_CONTAINER)})"),
     ]
 
 
@@ -138,9 +155,8 @@ class GitLabUpstream:
 
 
 def render_setting(s: Setting) -> str:
-    if s.key is None:
-        return f"{s.target} {ruby(s.value)}"
-    return f"{s.name} = {ruby(s.value)}"
+    line = f"{s.target} {ruby(s.value)}" if s.key is None else f"{s.name} = {ruby(s.value)}"
+    return line if s.condition is None else f"{line} if {s.condition}"
 
 
 def render_gitlab_rb(settings: Sequence[Setting]) -> str:
@@ -188,6 +204,8 @@ class GitLabServer(pulumi.ComponentResource):
     registry_url: pulumi.Output[str]
     ssh_url: pulumi.Output[str]
     config: Any
+    root_password: Any
+    """The initial root password's step: installs it only while GitLab has no database."""
     container: docker.Container
     ready: Any
     """The readiness gate (remote.Command): GitLab's API answers once it has run."""
@@ -202,18 +220,24 @@ class GitLabServer(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         gitlab_rb = render_gitlab_rb(gitlab_settings(args.hostnames, args.timezone, args.trusted_proxies))
-        files = pulumi.Output.secret(settings.root_password).apply(
-            lambda password: [
-                FileSpec(GITLAB_RB, 0o600, gitlab_rb),
-                FileSpec(ROOT_PASSWORD_RB, 0o600, render_root_password_rb(password)),
-            ]
-        )
         self.config = install_files(
             f"{name}-files",
             host=host,
             private_key=args.ssh_private_key,
-            files=files,
+            files=[FileSpec(GITLAB_RB, 0o600, gitlab_rb)],
+            secret=False,
+            parent=self,
+            depends_on=list(args.after),
+        )
+        self.root_password = install_files(
+            f"{name}-root-password",
+            host=host,
+            private_key=args.ssh_private_key,
+            files=pulumi.Output.secret(settings.root_password).apply(
+                lambda password: [FileSpec(ROOT_PASSWORD_RB, 0o600, render_root_password_rb(password))]
+            ),
             secret=True,
+            until=DATABASE_MARKER,
             parent=self,
             depends_on=list(args.after),
         )
@@ -249,7 +273,7 @@ class GitLabServer(pulumi.ComponentResource):
             hostname=args.hostnames.gitlab,
             restart="always",
             shm_size=settings.shm_size_mb,
-            envs=[f"TZ={args.timezone}"],
+            envs=[f"TZ={args.timezone}", f"GITLAB_POST_RECONFIGURE_SCRIPT={FORGET_ROOT_PASSWORD}"],
             ports=None if args.network is not None else ports,
             networks_advanced=(
                 [docker.ContainerNetworksAdvancedArgs(name=args.network, aliases=[CONTAINER_NAME])]
@@ -275,7 +299,7 @@ class GitLabServer(pulumi.ComponentResource):
             destroy_grace_seconds=120,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[self.config],
+                depends_on=[self.config, self.root_password],
                 delete_before_replace=True,
                 replace_on_changes=["healthcheck"],
             ),

@@ -120,6 +120,7 @@ def stack_configs(hosts: dict[str, DisposableHost], acme: AcmeServer, private_ke
         "dockerPackage": "docker.io",
         "sshPrivateKey": private_key,
         "gitlabToken": GITLAB_API_TOKEN,
+        "gitlabIntegration": "enabled",
         "runnerScope": {"group": "group"},
         # The operator (these tests) reaches the Docker APIs from the harness bridge's gateway,
         # and its many probes (404s while a route appears, 401s of the dashboard) must not get

@@ -17,6 +17,10 @@
 # installed. While the program's token is that same one (the same runner), the token found
 # in the file, and its timestamps, are kept; a different token from the program (the runner
 # was replaced, e.g. by a runnerTokenRotation change) always wins.
+#
+# The token never appears on a command line (awk gets it through its environment). The runner
+# container writes this folder, so symbolic links in it are never followed: a link in place of
+# the file or its stamp stops the step.
 set -euo pipefail
 umask 077
 
@@ -32,10 +36,18 @@ esac
 dir=$(dirname "$dest")
 stamp="$dir/.$(basename "$dest").token.sha256"
 install -d -m 0700 -o root -g root "$dir"
+for path in "$dir" "$dest" "$stamp"; do
+  if [ -L "$path" ]; then
+    echo "refusing $path: it is a symbolic link (the runner container may have planted it); nothing was changed" >&2
+    exit 2
+  fi
+done
 
 new=$(mktemp "$dir/.config.toml.XXXXXX")
+merged=$(mktemp "$dir/.config.toml.XXXXXX")
+stamp_new=$(mktemp "$dir/.stamp.XXXXXX")
 # shellcheck disable=SC2317  # called through the trap
-cleanup() { rm -f "$new" "$new.merged" "$stamp.tmp"; }
+cleanup() { rm -f "$new" "$merged" "$stamp_new"; }
 trap cleanup EXIT
 cat > "$new"
 
@@ -61,16 +73,18 @@ if [ -f "$dest" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$incoming_sum" ];
   if [ -n "$current" ] && [ "$current" != "$incoming" ]; then
     valid_token "$current" || { echo "unexpected token format in $dest; nothing was changed" >&2; exit 1; }
     times=$(grep -E '^[[:space:]]*token_(obtained|expires)_at[[:space:]]*=[[:space:]]*[0-9TZ:.+-]+[[:space:]]*$' "$dest" | sed -E 's/^[[:space:]]+//' || true)
-    awk -v tok="$current" -v times="$times" '
+    # The token reaches awk through its environment, never its command line (which every user
+    # of the host can read in /proc/<pid>/cmdline and ps).
+    KEPT_TOKEN=$current KEPT_TIMES=$times awk '
       !done && /^[[:space:]]*token[[:space:]]*=/ {
-        print "token = \"" tok "\""
-        if (times != "") print times
+        print "token = \"" ENVIRON["KEPT_TOKEN"] "\""
+        if (ENVIRON["KEPT_TIMES"] != "") print ENVIRON["KEPT_TIMES"]
         done = 1
         next
       }
       { print }
-    ' "$new" > "$new.merged"
-    cat "$new.merged" > "$new"
+    ' "$new" > "$merged"
+    mv -f -T "$merged" "$new"
     kept=" (kept the token the runner rotated to)"
   fi
 fi
@@ -83,9 +97,8 @@ if command -v python3 >/dev/null 2>&1 && python3 -c 'import tomllib' >/dev/null 
 fi
 
 save_stamp() {
-  printf '%s\n' "$incoming_sum" > "$stamp.tmp"
-  chmod 0600 "$stamp.tmp"
-  mv -f "$stamp.tmp" "$stamp"
+  printf '%s\n' "$incoming_sum" > "$stamp_new"
+  mv -f -T "$stamp_new" "$stamp"
 }
 
 if [ -f "$dest" ] && cmp -s "$new" "$dest" && [ "$(stat -c %a:%u:%g "$dest")" = "600:0:0" ]; then
@@ -94,8 +107,7 @@ if [ -f "$dest" ] && cmp -s "$new" "$dest" && [ "$(stat -c %a:%u:%g "$dest")" = 
   exit 0
 fi
 
-chmod 0600 "$new"
-chown root:root "$new"
-mv -f "$new" "$dest"
+# mktemp made "$new" 0600 (umask 077) and root's: no chmod or chown by path.
+mv -f -T "$new" "$dest"
 save_stamp
 echo "changed: $dest$kept"

@@ -11,18 +11,30 @@
 #   prune=DIR    delete the regular files directly in DIR that the bundle does not hold and
 #          no ensure= names: files of a setting that was switched off.
 #   remove=PATH  delete PATH when it exists.
+#   until=PATH   the bundle's files are needed only until PATH exists (GitLab's initial root
+#          password, until its database exists): while PATH is absent they are installed;
+#          once PATH exists (even as a dangling link) they are removed instead, and never
+#          installed again.
 #
 # Every path must be absolute, under /srv/ (or /etc/docker/certs.d/, registry CAs Docker reads per
 # connection) and without '..'. Everything is checked before
 # anything is written (paths, file types, empty files); a file is written to a temp file
 # in its own directory and renamed into place, only when its content or mode differs.
 # Prints "unchanged" or "changed: <paths>".
+#
+# Symbolic links are never followed. A service can create links in the folders it writes
+# (Traefik's letsencrypt/, GitLab's config/): following one would write or chmod any file of
+# the host. A path this step manages (a file, an ensure= file, a prune= or remove= path), or a
+# folder between /srv and it, that is a symbolic link stops the step before anything is
+# written (exit 2; remove the link after finding out how it got there). The writes themselves
+# go through a descriptor checked to be the file meant (verify_fd), so a link swapped in after
+# the checks is caught too: modes and owners are set through /proc/self/fd, never by path.
 set -euo pipefail
 umask 077
 
 work=$(mktemp -d)
 # shellcheck disable=SC2317  # called through the trap
-cleanup() { rm -rf "$work"; }
+cleanup() { rm -rf "$work"; if [ ${#temps[@]} -gt 0 ]; then rm -f -- "${temps[@]}"; fi; }
 trap cleanup EXIT
 
 check_path() {
@@ -35,9 +47,62 @@ check_path() {
   esac
 }
 
+# Refuse PATH when it, or a folder between /srv and it, is a symbolic link (/srv itself is the
+# administrator's to place), or when it is a file with other names.
+refuse_links() {
+  local path=$1 prefix=/srv part
+  local -a parts
+  IFS=/ read -r -a parts <<< "${path#/srv/}"
+  for part in "${parts[@]}"; do
+    prefix=$prefix/$part
+    if [ -L "$prefix" ]; then
+      echo "refusing $path: $prefix is a symbolic link (a service may have planted it); nothing was changed" >&2
+      exit 2
+    fi
+    [ -e "$prefix" ] || return 0
+  done
+  if [ -f "$path" ] && [ "$(stat -c %h "$path")" != 1 ]; then
+    echo "refusing $path: the file has other names (hard links); nothing was changed" >&2
+    exit 2
+  fi
+}
+
+# True when descriptor FD is the file PATH itself (not something a link led to), a regular file
+# with one name, owned by root.
+verify_fd() {
+  [ "$(readlink "/proc/self/fd/$1")" = "$2" ] && [ -f "/proc/self/fd/$1" ] \
+    && [ "$(stat -L -c %h:%u "/proc/self/fd/$1")" = "1:0" ]
+}
+
+# Open PATH read-only (never creating anything) and check it: sets $fd; exits 3 on a mismatch.
+open_verified() {
+  exec {fd}<"$1"
+  if ! verify_fd "$fd" "$1"; then
+    echo "refusing $1: it is not a plain file of its own (a link swapped in, or a file with other names); nothing more was changed" >&2
+    exit 3
+  fi
+}
+
+# A new temp file next to DEST holding SRC (empty when SRC is ""), with MODE, root:root, set
+# through a verified descriptor; its path is left in $made.
+new_file_beside() {
+  local dest=$1 src=$2 mode=$3
+  made=$(mktemp "$(dirname "$dest")/.$(basename "$dest").XXXXXX")
+  temps+=("$made")
+  open_verified "$made"
+  if [ -n "$src" ]; then cat "$src" > "/proc/self/fd/$fd"; fi
+  chown root:root "/proc/self/fd/$fd"
+  chmod "$mode" "/proc/self/fd/$fd"
+  exec {fd}<&-
+}
+
 ensure=()
 prune=()
 remove=()
+temps=()
+fd=
+made=
+until=
 for arg in "$@"; do
   case $arg in
     ensure=?*:*)
@@ -52,6 +117,7 @@ for arg in "$@"; do
       ;;
     prune=?*) check_path "${arg#prune=}"; prune+=("${arg#prune=}") ;;
     remove=?*) check_path "${arg#remove=}"; remove+=("${arg#remove=}") ;;
+    until=?*) check_path "${arg#until=}"; until=${arg#until=} ;;
     *) echo "unknown argument '$arg'" >&2; exit 2 ;;
   esac
 done
@@ -78,8 +144,20 @@ done
 for spec in "${ensure[@]}"; do
   keep["${spec%:*}"]=1
 done
+for path in "${files[@]/#//}" "${ensure[@]%:*}" "${prune[@]}" "${remove[@]}"; do
+  refuse_links "$path"
+done
 
 changed=()
+if [ -n "$until" ] && { [ -e "$until" ] || [ -L "$until" ]; }; then
+  for rel in "${files[@]}"; do
+    if [ -e "/$rel" ]; then
+      rm -f -- "/$rel"
+      changed+=("/$rel (removed: $until exists)")
+    fi
+  done
+  files=()
+fi
 for rel in "${files[@]}"; do
   src=$work/root/$rel
   dest=/$rel
@@ -90,9 +168,8 @@ for rel in "${files[@]}"; do
   fi
   dir=$(dirname "$dest")
   [ -d "$dir" ] || install -d -m 0700 "$dir"
-  tmp=$(mktemp "$dir/.$(basename "$dest").XXXXXX")
-  install -m "$mode" -o root -g root "$src" "$tmp"
-  mv -f "$tmp" "$dest"
+  new_file_beside "$dest" "$src" "$mode"
+  mv -f -T "$made" "$dest"
   changed+=("$dest")
 done
 
@@ -102,11 +179,16 @@ for spec in "${ensure[@]}"; do
   if [ ! -e "$path" ]; then
     dir=$(dirname "$path")
     [ -d "$dir" ] || install -d -m 0700 "$dir"
-    install -m "$mode" -o root -g root /dev/null "$path"
+    new_file_beside "$path" "" "$mode"
+    mv -n -T "$made" "$path"  # never over a file the service made meanwhile
     changed+=("$path")
-  elif [ "$(stat -c %a "$path")" != "${mode#0}" ]; then
-    chmod "$mode" "$path"
-    changed+=("$path")
+  else
+    open_verified "$path"
+    if [ "$(stat -L -c %a "/proc/self/fd/$fd")" != "${mode#0}" ]; then
+      chmod "$mode" "/proc/self/fd/$fd"
+      changed+=("$path")
+    fi
+    exec {fd}<&-
   fi
 done
 
