@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -205,14 +206,17 @@ def _turn_ready_later(services: Services, delay: float, timeout: float = 900) ->
     host = services.hosts["services"]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        p = host.exec("docker inspect -f '{{.State.Running}}' gitlab 2>/dev/null || true", check=False)
+        try:
+            p = host.exec("docker inspect -f '{{.State.Running}}' gitlab 2>/dev/null || true", check=False, timeout=60)
+        except subprocess.TimeoutExpired:
+            continue  # a slow `docker exec` on a loaded machine: ask again (bounded by the deadline)
         if p.stdout.strip() == "true":
             break
         time.sleep(1)
     else:
         return
     time.sleep(delay)
-    host.exec(f"touch {STANDIN_READY}")
+    host.exec(f"touch {STANDIN_READY}", timeout=300)
     services.ready_at = time.monotonic()
 
 
