@@ -175,6 +175,6 @@ def build_registry_gc(cfg: StackConfig, hosts: Mapping[str, DockerHost]) -> Opti
             host=gitlab_host,
             ssh_private_key=cfg.platform.ssh_private_key,
             settings=settings,
-            after=[hosts[gitlab_host.name].setup],
+            after=[hosts[gitlab_host.name].engine, hosts[gitlab_host.name].setup],
         ),
     )
