@@ -7,6 +7,7 @@ from typing import Any, Optional
 import pulumi
 
 from .config import StackConfig
+from .config.maintenance import CaRotationConfig
 from .config.platform import PlatformConfig
 from .gitlab.integration import build_gitlab
 from .host.docker_ca import (
@@ -22,10 +23,11 @@ from .host.docker_ca import (
 from .host.docker_host import DockerHost, DockerHostArgs
 from .host.layout import directories_for
 from .operations import build_edge_protection
+from .operations.registry_cleanup import build_registry_gc
 from .services.platform_services import build_services
 
 
-def docker_trust(p: PlatformConfig) -> DockerTrust:
+def docker_trust(p: PlatformConfig, rotation: CaRotationConfig = CaRotationConfig()) -> DockerTrust:
     """The two CAs of the stack that owns the Docker PKI: review-app daemons (here or in the
     staging stack) in the staging trust domain, every other daemon in the production one."""
     production, staging = [], []
@@ -44,6 +46,8 @@ def docker_trust(p: PlatformConfig) -> DockerTrust:
             ca_validity_hours=p.tls.ca_validity_hours,
             cert_validity_hours=p.tls.cert_validity_hours,
             early_renewal_hours=p.tls.early_renewal_hours,
+            ca_generation=rotation.generation,
+            rotation=rotation.phase,
         )
     )
 
@@ -85,7 +89,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     owned: Optional[DockerTrust] = None
     reference: Optional[DockerTrustReference] = None
     if p.owns_ca:
-        owned = docker_trust(p)
+        owned = docker_trust(p, cfg.maintenance.ca_rotation)
     else:
         assert p.production_stack is not None
         reference = DockerTrustReference("docker-ca", p.production_stack)
@@ -110,8 +114,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
 
     outputs: dict[str, Any] = {"dockerEndpoints": {name: host.endpoint for name, host in hosts.items()}}
     if owned is not None:
-        outputs[CA_CERT_OUTPUT] = owned.production.ca_cert_pem
-        outputs[STAGING_CA_CERT_OUTPUT] = owned.staging.ca_cert_pem
+        outputs[CA_CERT_OUTPUT] = owned.production_trust_pem
+        outputs[STAGING_CA_CERT_OUTPUT] = owned.staging_trust_pem
         operator = owned.operator
         outputs[OPERATOR_CLIENT_OUTPUT] = pulumi.Output.secret(
             {"caPem": owned.operator_ca_pem, "certPem": operator.cert_pem, "keyPem": operator.key_pem}
@@ -154,10 +158,13 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             production=reference,
             gitlab_ready=gitlab_ready,
             acme_ca_pem=cfg.services.traefik.acme.ca_certificate,
+            registry_cleanup=cfg.maintenance.registry_cleanup,
         )
         for name, value in gitlab_outputs.items():
             outputs.setdefault(name, value)  # gitlabUrl may already come from the GitLab server
 
     # -- Edge protection: Docker API firewall, fail2ban, log rotation (docs/operations.md) --
     build_edge_protection(cfg, hosts, trust)
+    # -- Registry garbage collection on the GitLab host (docs/operations.md, "Registry clean-up") --
+    build_registry_gc(cfg, hosts)
     return outputs

@@ -118,7 +118,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs):
         if args.token == "gitlab:index/getProject:getProject":
             path = args.args.get("pathWithNamespace", "group/app")
-            return {"id": "42", "pathWithNamespace": path, "defaultBranch": "master"}, []
+            return {"id": "42", "name": path.rsplit("/", 1)[-1], "pathWithNamespace": path, "defaultBranch": "master"}, []
         if args.token == "gitlab:index/getGroup:getGroup":
             path = args.args.get("fullPath", "group")
             return {"id": "7", "groupId": 7, "fullPath": path}, []
@@ -141,6 +141,7 @@ class Registration:
     delete_before_replace: bool
     retain_on_delete: bool
     replacement_trigger: Any = None
+    import_id: str = ""
 
     @property
     def plain(self) -> dict[str, Any]:
@@ -196,6 +197,7 @@ class RecordingMonitor(MockMonitor):
                         if request.HasField("replacement_trigger")
                         else None
                     ),
+                    import_id=request.importId,
                 )
             )
         return response

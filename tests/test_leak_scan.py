@@ -73,6 +73,19 @@ def production_everything_on() -> dict[str, Any]:
         fail2banIgnoreIps=["192.0.2.7"],
         logRotationKeep=30,
         logRotationMaxSize="200M",
+        # maintenance: registry clean-up and GC, a CA rotation under way
+        registryCleanup=True,
+        registryCleanupProjects=["group/app", "group/other"],
+        registryCleanupOlderThanDays=30,
+        registryCleanupKeepN=10,
+        registryCleanupCadence="7d",
+        registryCleanupDeleteRegex="review-.+",
+        registryCleanupKeepRegex="(main|master|v[0-9].*)",
+        registryGc=True,
+        registryGcSchedule="Sat *-*-* 02:00:00",
+        registryGcDeleteUntagged=True,
+        dockerCaGeneration=1,
+        dockerCaRotation="switch",
         hosts=[
             {
                 "name": "production", "address": "192.168.88.1", "hostKey": HOST_KEYS["production"], "user": "deploy",

@@ -392,6 +392,8 @@ SCENARIOS = {
                         {"test": "on_success", "drift:production": "on_success"}),
     "schedule-development": (predefined("schedule", "development", protected=True),
                              {"test": "on_success", "drift:staging": "on_success"}),
+    "schedule-master-renew": (predefined("schedule", "master", protected=True, DELIVERY_SCHEDULE="renew-certificates"),
+                              {"test": "on_success", "renew:production": "on_success", "renew:staging": "on_success"}),
     "web-master": (predefined("web", "master", protected=True), {"test": "on_success"}),
 }
 
@@ -503,7 +505,7 @@ def test_preview_per_stack_in_merge_requests_with_artifact_in_the_mr(config, job
 
 
 def test_up_jobs(config, jobs):
-    ups = _stack_jobs(config, jobs, r"pulumi up\b")
+    ups = _stack_jobs(config, jobs, r"pulumi up\b(?!.*--refresh)")  # the renewal jobs refresh: below
     assert set(ups) == set(STACKS)
     expectations = {"staging": ("development", "on_success"), "production": ("master", "manual")}
     for stack, entries in ups.items():
@@ -674,3 +676,20 @@ def test_up_job_runs_pulumi_up_on_its_stack(config, jobs, stubs, stack):
     up = [c for c in calls if c["cmd"] == "pulumi"][-1]["argv"]
     assert up[:4] == ["up", "--stack", stack, "--yes"]
     assert SECRET not in result.stdout + result.stderr
+
+
+def test_renewal_schedule_runs_up_with_refresh_on_production_then_staging(config, jobs, stubs):
+    """The certificate renewal (docs/operations.md): `pulumi up --refresh` per stack, staging
+    only after production (which issues Staging's certificate)."""
+    assert jobs["renew:staging"]["needs"] == ["renew:production"]
+    assert jobs["renew:production"]["needs"] == []
+    for stack in STACKS:
+        workdir, bin_dir = stubs
+        job = jobs[f"renew:{stack}"]
+        env = _pulumi_env(config, job)
+        result, calls = run_job(job, env, workdir, bin_dir, shell="bash")
+        assert result.returncode == 0, result.stderr
+        up = [c for c in calls if c["cmd"] == "pulumi"][-1]["argv"]
+        assert up[:3] == ["up", "--stack", stack] and "--refresh" in up and "--yes" in up, up
+        assert SECRET not in result.stdout + result.stderr
+        assert job["resource_group"] == f"pulumi-{stack}", "never at the same time as a deploy of that stack"

@@ -15,6 +15,7 @@ from typing import Optional
 import pulumi
 
 from .gitlab import GitLabConfig, parse_gitlab
+from .maintenance import MaintenanceConfig, parse_maintenance
 from .operations import OperationsConfig, parse_operations
 from .platform import (
     DOCKER_PACKAGES,
@@ -38,6 +39,7 @@ __all__ = [
     "DockerTlsConfig",
     "GitLabConfig",
     "HostConfig",
+    "MaintenanceConfig",
     "OperationsConfig",
     "PlatformConfig",
     "ServicesConfig",
@@ -54,6 +56,8 @@ class StackConfig:
     """GitLab API connection, runners, CI variables (components/config/gitlab.py)."""
     operations: OperationsConfig = OperationsConfig()
     """Edge protection: Docker API firewall, fail2ban, log rotation (components/config/operations.py)."""
+    maintenance: MaintenanceConfig = MaintenanceConfig()
+    """Registry clean-up and GC, Docker CA rotation (components/config/maintenance.py)."""
 
 
 def load_stack_config(project: Optional[str] = None, stack: Optional[str] = None) -> StackConfig:
@@ -63,8 +67,9 @@ def load_stack_config(project: Optional[str] = None, stack: Optional[str] = None
     services = parse_services(reader, platform)
     gitlab = parse_gitlab(reader, platform, services)
     operations = parse_operations(reader)
+    maintenance = parse_maintenance(reader, platform.owns_ca if platform is not None else True)
     reader.raise_if_errors()
     for warning in reader.warnings:
         pulumi.log.warn(warning)
     assert platform is not None and services is not None
-    return StackConfig(platform=platform, services=services, gitlab=gitlab, operations=operations)
+    return StackConfig(platform=platform, services=services, gitlab=gitlab, operations=operations, maintenance=maintenance)

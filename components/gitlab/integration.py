@@ -20,7 +20,9 @@ import pulumi_gitlab as gitlab
 
 from ..config import PlatformConfig
 from ..config.gitlab import ENABLE_COMMAND, TOKEN_COMMAND, GitLabConfig, api_base_url, check_secure_url
+from ..config.maintenance import RegistryCleanupConfig
 from ..host.docker_ca import DockerTrustReference
+from ..operations.registry_cleanup import RegistryExpirationPolicy, RegistryExpirationPolicyArgs
 from ..host.docker_host import DockerHost
 from .gitlab_runner import GitLabRunner, GitLabRunnerArgs
 from .project_ci import ProjectCi, ProjectCiArgs
@@ -66,6 +68,7 @@ def build_gitlab(
     production: Optional[DockerTrustReference] = None,
     gitlab_ready: Sequence[pulumi.Resource] = (),
     acme_ca_pem: Optional[str] = None,
+    registry_cleanup: Optional[RegistryCleanupConfig] = None,
 ) -> dict[str, Any]:
     """Create the GitLab resources of the stack; return the outputs they add."""
     outputs: dict[str, Any] = {}
@@ -139,5 +142,12 @@ def build_gitlab(
             "project-ci",
             ProjectCiArgs(project=g.ci.project, variables=g.ci.variables),
             opts=pulumi.ResourceOptions(providers={"gitlab": provider}, depends_on=list(gitlab_ready)),
+        )
+    if registry_cleanup is not None:
+        # GitLab's container expiration policy on the application projects (docs/operations.md).
+        RegistryExpirationPolicy(
+            "registry-cleanup",
+            RegistryExpirationPolicyArgs(cleanup=registry_cleanup, gitlab_ready=list(gitlab_ready)),
+            opts=uses_api,
         )
     return outputs

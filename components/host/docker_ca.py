@@ -55,6 +55,9 @@ class DockerCaArgs:
     cert_validity_hours: int = 365 * 24
     early_renewal_hours: int = 30 * 24
     """Certificates are due for renewal this long before they expire (`pulumi up --refresh`)."""
+    protect: bool = True
+    """`protect` on the CA's key and certificate; False only for a CA being retired (a rotation's
+    `switch` phase), so that the next `pulumi up` may delete it."""
 
 
 def _key(name: str, parent: pulumi.Resource, protect: bool = False) -> tls.PrivateKey:
@@ -77,7 +80,7 @@ class DockerCa(pulumi.ComponentResource):
         super().__init__("delivery:tls:DockerCa", name, None, opts)
         self._args = args
 
-        ca_key = _key(f"{name}-ca-key", self, protect=True)
+        ca_key = _key(f"{name}-ca-key", self, protect=args.protect)
         ca_cert = tls.SelfSignedCert(
             f"{name}-ca-cert",
             private_key_pem=ca_key.private_key_pem,
@@ -90,7 +93,7 @@ class DockerCa(pulumi.ComponentResource):
                 common_name=f"{args.organization} Docker CA",
                 organization=args.organization,
             ),
-            opts=pulumi.ResourceOptions(parent=self, protect=True),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         self.ca_cert_pem = ca_cert.cert_pem
         self._ca_key_pem = ca_key.private_key_pem
@@ -181,6 +184,15 @@ class DaemonIdentityLike(Protocol):
     dns_names: Sequence[str]
 
 
+#: Phases of a CA rotation (docs/operations.md, "Docker CA rotation"), one `pulumi up` each.
+ROTATION_NONE, ROTATION_TRUST, ROTATION_SWITCH = "none", "trust", "switch"
+
+
+def ca_resource_name(base: str, generation: int) -> str:
+    """The component name of a CA generation: the first keeps the name stacks already have."""
+    return base if generation == 1 else f"{base}-g{generation}"
+
+
 @dataclass(frozen=True)
 class DockerTrustArgs:
     organization: str
@@ -193,16 +205,30 @@ class DockerTrustArgs:
     ca_validity_hours: int = 10 * 365 * 24
     cert_validity_hours: int = 365 * 24
     early_renewal_hours: int = 30 * 24
+    ca_generation: int = 1
+    """`dockerCaGeneration`: the generation of both CAs that issues certificates."""
+    rotation: str = ROTATION_NONE
+    """`dockerCaRotation`: none, or the phase of a rotation to generation + 1:
+
+    * trust:  generation + 1 exists (its CA only); every daemon trusts both generations and
+      every client verifies daemons with both; certificates still come from `generation`;
+    * switch: generation + 1 issues every server and client certificate (the old ones are
+      deleted); both still trusted; the old CA is unprotected (it signs nothing any more).
+
+    Then `dockerCaGeneration: generation + 1` with `dockerCaRotation: none` deletes the old CA
+    and leaves only the new one trusted."""
 
 
 class DockerTrust:
     """The two CAs of the stack that owns the Docker PKI (not a component: each CA is one, and
-    keeps the resource names of a single-CA stack for the production domain)."""
+    keeps the resource names of a single-CA stack for the production domain). During a
+    rotation each domain has two generations: the one that issues (`production`, `staging`)
+    and the other one (`retiring` or `next`), trusted alongside."""
 
     def __init__(self, args: DockerTrustArgs) -> None:
-        def ca(name: str, servers: Sequence[ServerIdentity], clients: Sequence[str]) -> DockerCa:
+        def ca(base: str, generation: int, servers: Sequence[ServerIdentity], clients: Sequence[str], protect: bool = True) -> DockerCa:
             return DockerCa(
-                name,
+                ca_resource_name(base, generation),
                 DockerCaArgs(
                     organization=args.organization,
                     servers=servers,
@@ -210,15 +236,32 @@ class DockerTrust:
                     ca_validity_hours=args.ca_validity_hours,
                     cert_validity_hours=args.cert_validity_hours,
                     early_renewal_hours=args.early_renewal_hours,
+                    protect=protect,
                 ),
             )
 
-        self.production = ca("docker-ca", args.production_servers, args.operator_clients)
-        self.staging = ca("docker-staging-ca", args.staging_servers, (REVIEW_TRAEFIK_CLIENT, STAGING_DEPLOYER_CLIENT))
+        def domain(base: str, servers: Sequence[ServerIdentity], clients: Sequence[str]) -> tuple[DockerCa, list[DockerCa]]:
+            """(the issuing CA, the other generation trusted alongside it)."""
+            gen = args.ca_generation
+            if args.rotation == ROTATION_TRUST:
+                return ca(base, gen, servers, clients), [ca(base, gen + 1, (), ())]
+            if args.rotation == ROTATION_SWITCH:
+                retiring = ca(base, gen, (), (), protect=False)
+                return ca(base, gen + 1, servers, clients), [retiring]
+            return ca(base, gen, servers, clients), []
+
+        self.rotation = args.rotation
+        self.production, production_other = domain("docker-ca", args.production_servers, args.operator_clients)
+        self.staging, staging_other = domain(
+            "docker-staging-ca", args.staging_servers, (REVIEW_TRAEFIK_CLIENT, STAGING_DEPLOYER_CLIENT)
+        )
+        #: Every CA the daemons of a domain trust, and clients verify them with (two during a rotation).
+        self.production_trust_pem = _bundle(self.production.ca_cert_pem, *(c.ca_cert_pem for c in production_other))
+        self.staging_trust_pem = _bundle(self.staging.ca_cert_pem, *(c.ca_cert_pem for c in staging_other))
         self._staging_names = {s.name for s in args.staging_servers}
         self.operator = self.production.client("operator")
-        #: The operator verifies every daemon: both CAs.
-        self.operator_ca_pem = _bundle(self.production.ca_cert_pem, self.staging.ca_cert_pem)
+        #: The operator verifies every daemon: both domains' CAs.
+        self.operator_ca_pem = _bundle(self.production_trust_pem, self.staging_trust_pem)
         self.review_client = self.staging.client(REVIEW_TRAEFIK_CLIENT)
 
     def daemon(self, name: str) -> DaemonTls:
@@ -226,13 +269,13 @@ class DockerTrust:
             return DaemonTls(
                 trust_pem=self.operator_ca_pem,
                 server=self.staging.server(name),
-                server_ca_pem=self.staging.ca_cert_pem,
+                server_ca_pem=self.staging_trust_pem,
                 client=self.operator,
             )
         return DaemonTls(
-            trust_pem=self.production.ca_cert_pem,
+            trust_pem=self.production_trust_pem,
             server=self.production.server(name),
-            server_ca_pem=self.production.ca_cert_pem,
+            server_ca_pem=self.production_trust_pem,
             client=self.operator,
         )
 
@@ -247,7 +290,7 @@ class DockerTrust:
             pulumi.Output.all(
                 certPem=server.cert_pem,
                 keyPem=server.key_pem,
-                caPem=self.staging.ca_cert_pem,
+                caPem=self.staging_trust_pem,
                 trustPem=self.operator_ca_pem,
                 client=pulumi.Output.all(certPem=deployer.cert_pem, keyPem=deployer.key_pem),
                 identity={"address": identity.address, "port": identity.port, "dnsNames": list(identity.dns_names)},

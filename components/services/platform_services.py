@@ -139,7 +139,7 @@ def build_services(cfg: StackConfig, hosts: Mapping[str, DockerHost], trust: Opt
                     timezone=p.timezone,
                     version=s.traefik.version,
                     daemon=review_daemon,
-                    daemon_ca_pem=trust.staging.ca_cert_pem,
+                    daemon_ca_pem=trust.staging_trust_pem,
                     client=trust.review_client,
                     networks=networks,
                     after=[on_host.setup],

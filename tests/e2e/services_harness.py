@@ -39,6 +39,7 @@ GITLAB_TYPES = {
     "gitlab:index/projectVariable:ProjectVariable",
     "gitlab:index/projectRunnerEnablement:ProjectRunnerEnablement",
     "gitlab:index/projectContainerExpirationPolicy:ProjectContainerExpirationPolicy",
+    "gitlab:index/project:Project",  # adopted for its container expiration policy (registry clean-up)
 }
 KNOWN_TYPES = {
     "command:remote:Command",
@@ -147,7 +148,7 @@ class ServiceMocks(PlatformMocks):
                 self.gitlab_calls.append(GitLabCall(time.monotonic(), args.token, json.dumps(plain(dict(args.args)))))
             if args.token == "gitlab:index/getProject:getProject":
                 path = args.args.get("pathWithNamespace", "")
-                return {"id": str(40 + len(path)), "pathWithNamespace": path, "defaultBranch": "main"}, []
+                return {"id": str(40 + len(path)), "name": path.rsplit("/", 1)[-1], "pathWithNamespace": path, "defaultBranch": "main"}, []
             if args.token == "gitlab:index/getGroup:getGroup":
                 path = args.args.get("fullPath", "")
                 return {"id": "7", "groupId": 7, "fullPath": path}, []
