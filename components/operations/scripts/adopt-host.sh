@@ -11,8 +11,8 @@
 #                     *.WILDCARD_DOMAIN is in Traefik's ACME store or certs/wildcard
 #   stdin: the gitlab.rb the program will install (for the printed differences), may be empty
 #
-# What is hand-made: a container named gitlab, traefik or gitlab-runner without the label
-# delivery.managed-by=pulumi that the program puts on its own; a docker.service drop-in
+# What is hand-made: a container named gitlab, traefik or gitlab-runner without the labels
+# the program puts on its own (see hand_made); a docker.service drop-in
 # other than the program's 10-delivery.conf that sets ExecStart or listeners.
 #
 # Nothing is deleted. A file the program is going to replace is copied next to itself as
@@ -54,12 +54,14 @@ has_role() { [[ $roles == *",$1,"* ]]; }
 
 docker_up() { command -v docker >/dev/null && docker info --format '{{.ServerVersion}}' >/dev/null 2>&1; }
 
-# usage: hand_made NAME  (a container of that name exists and the program did not create it)
+# usage: hand_made NAME  (a container of that name exists and the program did not create it:
+# the program labels its containers delivery.managed-by=pulumi, its runner
+# delivery.gitlab-runner.config-sha256=...)
 hand_made() {
   docker_up || return 1
-  local label
-  label=$(docker inspect -f '{{ index .Config.Labels "delivery.managed-by" }}' "$1" 2>/dev/null) || return 1
-  [ "$label" != pulumi ]
+  local labels
+  labels=$(docker inspect -f '{{range $k, $v := .Config.Labels}}{{$k}}={{$v}}{{"\n"}}{{end}}' "$1" 2>/dev/null) || return 1
+  ! grep -qE '^(delivery\.managed-by=pulumi|delivery\.gitlab-runner\.config-sha256=.*)$' <<<"$labels"
 }
 
 # Secret-looking values never reach the output (it is kept in the stack's state).
