@@ -144,7 +144,7 @@ class DockerHost(pulumi.ComponentResource):
 
         self.adoption = None
         if args.first is not None:
-            self.adoption = step("adopt", args.first.script, args.first.args, stdin=args.first.stdin)
+            self.adoption = step("adopt", args.first.script, args.first.args, stdin=args.first.stdin or None)
         before = [self.adoption] if self.adoption is not None else []
         self.engine = step(
             "engine", "install-docker.sh", (args.engine.package, args.engine.version or ""), depends_on=before
