@@ -390,7 +390,11 @@ def test_gitlab_traefik_and_runner_are_the_programs_on_the_same_data(adopted):
         assert len(old) == 2 and old[1] == "exited", (name, old)
         assert container(host, old[0])["HostConfig"]["RestartPolicy"]["Name"] == "no"
     gitlab = container(host, "gitlab")
-    assert gitlab["Config"]["Image"] == GITLAB_IMAGE  # the same version
+    # the same version: the image the hand-made container ran (the program names it by its ID)
+    image_id = sh(host, f"docker image inspect -f '{{{{.Id}}}}' {GITLAB_IMAGE}")
+    hand_gitlab = container(host, sh(host, "docker ps -a -q --filter name=^gitlab.pre-adoption-"))
+    assert (hand_gitlab["Config"]["Image"], hand_gitlab["Image"]) == (GITLAB_IMAGE, image_id)
+    assert gitlab["Image"] == image_id
     devices = {}
     for m in gitlab["Mounts"]:
         vol = json.loads(sh(host, f"docker volume inspect {m['Name']}"))[0]
