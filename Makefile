@@ -11,7 +11,7 @@ PYTEST := $(VENV)/bin/pytest
 APT_PACKAGES := shellcheck systemd docker.io containerd runc iptables iproute2 debootstrap debian-archive-keyring ca-certificates busybox nftables fail2ban logrotate util-linux pebble
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 
-.PHONY: deps system-deps venv test test-unit test-e2e measure preview up pulumi-cli
+.PHONY: deps system-deps venv test test-unit test-e2e measure preview up pulumi-cli adopt-check
 
 deps: system-deps venv
 
@@ -39,6 +39,12 @@ test-unit: venv
 
 test-e2e: deps
 	DELIVERY_REQUIRE_TOOLS=1 DELIVERY_E2E=1 $(PYTEST) -m e2e tests
+
+# Read-only adoption preview of a host set up by hand (docs/adopt.md): what is there, what the
+# first `up` will do. HOST is the host's name in delivery:hosts; SSH with your own key.
+adopt-check: venv
+	@test -n "$(HOST)" || { echo "usage: make adopt-check HOST=<name in delivery:hosts> [STACK=production]" >&2; exit 2; }
+	$(PY) scripts/adopt_check.py --host "$(HOST)" --stack "$(STACK)"
 
 measure: venv
 	$(PY) scripts/measure_eval.py

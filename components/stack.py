@@ -23,6 +23,7 @@ from .host.docker_ca import (
 from .host.docker_host import DockerHost, DockerHostArgs
 from .host.layout import directories_for
 from .operations import build_edge_protection
+from .operations.adoption import adoption_step
 from .operations.registry_cleanup import build_registry_gc
 from .services.platform_services import build_services
 
@@ -109,6 +110,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
                 tls=trust.daemon(h.name),
                 directories=directories_for(h),
                 ready=consistent,
+                first=adoption_step(cfg, h),
             ),
         )
 

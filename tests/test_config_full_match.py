@@ -116,6 +116,7 @@ CASES: list[Case] = [
     nested("hosts[].dnsNames", "hosts[0].dnsNames[0]", "production.company.ru"),
     nested("hosts[].dockerListenAddress", "hosts[0].dockerListenAddress", "0.0.0.0"),
     nested("hosts[].dockerPort", "hosts[0].dockerPort", 2376),
+    nested("hosts[].adopt", "hosts[0].adopt", True),
     nested("reviewAppsDaemon.name", "reviewAppsDaemon.name", "staging"),
     nested("reviewAppsDaemon.address", "reviewAppsDaemon.address", "192.168.88.3"),
     nested("reviewAppsDaemon.dnsNames", "reviewAppsDaemon.dnsNames[0]", "staging.company.ru"),

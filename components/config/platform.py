@@ -55,6 +55,9 @@ class HostConfig:
     """Address dockerd binds port 2376 to; defaults to `address` (behind NAT, 0.0.0.0)."""
     docker_port: int = 2376
     """Port clients dial for the Docker API (differs from 2376 only behind port forwarding)."""
+    adopt: bool = False
+    """The host was set up by hand with the procedure this program replaces: the first run takes
+    it over (docs/adopt.md, components/host/adoption.py)."""
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -138,7 +141,7 @@ class PlatformConfig:
 
 HOST_KEYS = (
     "name", "address", "user", "port", "hostKey", "insecureSkipHostKeyCheck", "roles", "dnsNames",
-    "dockerListenAddress", "dockerPort",
+    "dockerListenAddress", "dockerPort", "adopt",
 )
 DAEMON_KEYS = ("name", "address", "dnsNames", "dockerPort")
 
@@ -204,6 +207,7 @@ def _parse_host(r: ConfigReader, path: str, value: Any) -> Optional[HostConfig]:
     if obj.get("dockerListenAddress") is not None:
         listen = check_ip(r, f"{path}.dockerListenAddress", obj["dockerListenAddress"])
     docker_port = check_int(r, f"{path}.dockerPort", obj.get("dockerPort", 2376), minimum=1, maximum=65535)
+    adopt = check_bool(r, f"{path}.adopt", obj.get("adopt", False))
     if roles is not None and len(set(roles)) != len(roles):
         r.error(f"{path}.roles", "lists a role twice")
     if len(r.errors) != errors_before:
@@ -220,6 +224,7 @@ def _parse_host(r: ConfigReader, path: str, value: Any) -> Optional[HostConfig]:
         dns_names=tuple(dns_names),
         docker_listen_address=listen,
         docker_port=docker_port,
+        adopt=bool(adopt),
     )
 
 

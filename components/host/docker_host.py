@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import pulumi
@@ -37,6 +38,15 @@ class Directory:
 
 
 @dataclass(frozen=True)
+class ScriptStep:
+    """A script to run on the host before anything else (the adoption, docs/adopt.md)."""
+
+    script: Path
+    args: tuple[str, ...]
+    stdin: str
+
+
+@dataclass(frozen=True)
 class DockerHostArgs:
     host: HostConfig
     """The server: address, SSH user/port/host key, roles."""
@@ -53,6 +63,9 @@ class DockerHostArgs:
     ready: Optional[pulumi.Output[Any]] = None
     """A check that must pass before anything is done on the host (the staging stack's
     comparison with the production stack's reviewAppsDaemon); it fails the run otherwise."""
+    first: Optional[ScriptStep] = None
+    """Runs before the engine and the daemon configuration steps (`<name>-adopt`: the adoption
+    of a host set up by hand, components/operations/adoption.py)."""
 
 
 def daemon_config(host: HostConfig) -> dict:
@@ -107,6 +120,7 @@ class DockerHost(pulumi.ComponentResource):
     provider: docker.Provider
     engine: command.remote.Command
     setup: command.remote.Command
+    adoption: Optional[command.remote.Command]
     docker_config: command.remote.Command
 
     def __init__(self, name: str, args: DockerHostArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
@@ -115,7 +129,7 @@ class DockerHost(pulumi.ComponentResource):
 
         gate = [args.ready] if args.ready is not None else []
 
-        def step(suffix: str, script: str, cmd_args: tuple[str, ...] = (), stdin=None, depends_on=None):
+        def step(suffix: str, script, cmd_args: tuple[str, ...] = (), stdin=None, depends_on=None):
             return run_script(
                 f"{name}-{suffix}",
                 host=host,
@@ -128,7 +142,13 @@ class DockerHost(pulumi.ComponentResource):
                 rerun_on=gate,
             )
 
-        self.engine = step("engine", "install-docker.sh", (args.engine.package, args.engine.version or ""))
+        self.adoption = None
+        if args.first is not None:
+            self.adoption = step("adopt", args.first.script, args.first.args, stdin=args.first.stdin or None)
+        before = [self.adoption] if self.adoption is not None else []
+        self.engine = step(
+            "engine", "install-docker.sh", (args.engine.package, args.engine.version or ""), depends_on=before
+        )
         self.setup = step("host", "host-setup.sh", (args.timezone,), stdin=layout_stdin(args.directories))
 
         tls = args.tls
@@ -147,7 +167,7 @@ class DockerHost(pulumi.ComponentResource):
             "docker-config",
             "configure-docker.sh",
             stdin=pulumi.Output.secret(files),
-            depends_on=[self.engine],
+            depends_on=[self.engine, *before],
         )
 
         self.endpoint = pulumi.Output.from_input(host.docker_endpoint)

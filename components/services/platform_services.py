@@ -5,12 +5,13 @@ certificate and the two Traefik instances (edge, review) on the `traefik` host
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import pulumi
 import pulumi_docker as docker
 
 from ..config import StackConfig
+from ..config import HostConfig
 from ..host.docker_ca import DockerTrust
 from ..host.docker_host import DockerHost
 from .gitlab_server import GitLabServer, GitLabServerArgs, GitLabUpstream
@@ -64,6 +65,16 @@ def _network(name: str, docker_name: str, provider: docker.Provider, **kwargs: A
     )
 
 
+def gitlab_trusted_proxies(hosts: Sequence[HostConfig]) -> list[str]:
+    """Whose X-Forwarded-For GitLab trusts: the services network when Traefik shares GitLab's
+    host, else the Traefik host(s)."""
+    gitlab_host = next((h for h in hosts if h.has("gitlab")), None)
+    traefik = [h for h in hosts if h.has("traefik")]
+    if gitlab_host is not None and traefik and gitlab_host.name == traefik[0].name:
+        return [SERVICES_SUBNET]
+    return [h.address for h in traefik]
+
+
 def build_services(cfg: StackConfig, hosts: Mapping[str, DockerHost], trust: Optional[DockerTrust]) -> PlatformServices:
     """Create the services of the roles this stack runs, and the outputs they add."""
     p, s = cfg.platform, cfg.services
@@ -90,7 +101,7 @@ def build_services(cfg: StackConfig, hosts: Mapping[str, DockerHost], trust: Opt
                 hostnames=s.hostnames,
                 timezone=p.timezone,
                 settings=s.gitlab,
-                trusted_proxies=[SERVICES_SUBNET] if shared else [h.address for h in p.hosts_with("traefik")],
+                trusted_proxies=gitlab_trusted_proxies(p.hosts),
                 after=[on_host.setup],
                 network=services_network.name if services_network is not None else None,
             ),

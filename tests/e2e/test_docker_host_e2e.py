@@ -12,6 +12,7 @@ change the config (a converged re-run, two broken changes) in file order.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import os
 import socket
@@ -380,3 +381,90 @@ def test_docker_that_does_not_come_back_is_restored_with_the_previous_files(boot
     assert fixed.stdout(f"{HOST_NAME}-docker-config").endswith("; docker restarted")
     assert sh(host, "docker info --format '{{.Driver}} {{.LiveRestoreEnabled}}'") == "overlay2 true"
     assert docker_get(host, operator_context(fixed.outputs)) == ("HTTP/1.0 200 OK", "OK")
+
+
+# -- an interrupted configure-docker.sh (issue 14, finding 9) -------------------------------
+
+
+def served_certificate(host: DisposableHost, outputs: dict) -> bytes:
+    """The DER certificate the daemon presents on 2376 (to the operator's client certificate;
+    the server certificate itself is not verified here, it is what is compared)."""
+    op = outputs["operatorClient"]
+    ctx = _tls_context(op["caPem"], op["certPem"], op["keyPem"])
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((host.ssh_host, host.docker_port), timeout=15) as raw:
+        with ctx.wrap_socket(raw, server_hostname=host.ssh_host) as s:
+            return s.getpeercert(binary_form=True)
+
+
+def test_a_configure_docker_killed_before_the_restart_is_completed_by_the_next_run(bootstrap):
+    """configure-docker.sh killed (SIGKILL) between writing the files and restarting Docker:
+    a `systemctl` shim first on PATH kills the script at its `systemctl daemon-reload`. The new
+    server certificate is on disk but the daemon still serves the old one; the next run with the
+    same files restarts Docker (it does not say "unchanged") and the daemon serves the new
+    certificate; the run after that is "unchanged". The program's own files are put back last."""
+    from components.host.remote_script import SCRIPTS, FileSpec, script_command, tar_base64
+
+    host = bootstrap.host
+    old = served_certificate(host, bootstrap.outputs)
+    assert old == x509.load_pem_x509_certificate(sh(host, "cat /etc/docker/tls/server-cert.pem").encode()).public_bytes(serialization.Encoding.DER)
+    # A new server certificate for the same key (self-signed, SAN 127.0.0.1): the daemon's
+    # client CA does not change, so the operator's client certificate is still accepted.
+    key_pem = sh(host, "cat /etc/docker/tls/server-key.pem")
+    key = serialization.load_pem_private_key(key_pem.encode(), None)
+    now = dt.datetime.now(dt.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "interrupted-run")])
+    new_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    files = [
+        FileSpec(path, int(sh(host, f"stat -c %a {path}"), 8), sh(host, f"cat {path}") + "\n")
+        for path in DOCKER_FILES
+        if path != "/etc/docker/tls/server-cert.pem"
+    ]
+    files.append(FileSpec("/etc/docker/tls/server-cert.pem", 0o444, new_cert.public_bytes(serialization.Encoding.PEM).decode()))
+    stdin = tar_base64(files)
+    command = script_command(SCRIPTS / "configure-docker.sh")
+    sh(
+        host,
+        "set -e; mkdir -p /root/delivery-e2e-shim; cat > /root/delivery-e2e-shim/systemctl <<'SHIM'\n"
+        "#!/bin/bash\n"
+        'if [ "$1" = daemon-reload ]; then kill -9 "$PPID"; sleep 5; exit 1; fi\n'
+        'exec /usr/bin/systemctl "$@"\n'
+        "SHIM\n"
+        "chmod 755 /root/delivery-e2e-shim/systemctl",
+    )
+    before_unit = docker_unit(host)
+    code, out, err = host.ssh("PATH=/root/delivery-e2e-shim:$PATH " + command, stdin=stdin, timeout=120)
+    assert code != 0, f"the shim did not kill the step: {out}{err}"
+    assert sh(host, "cat /etc/docker/tls/server-cert.pem") + "\n" == files[-1].content  # written ...
+    assert docker_unit(host) == before_unit  # ... but Docker was not restarted
+    assert served_certificate(host, bootstrap.outputs) == old
+    try:
+        code, out, err = host.ssh(command, stdin=stdin, timeout=180)
+        assert code == 0, out + err
+        assert out.strip() == "completed: docker restarted with the files already in place", out + err
+        assert "completing an interrupted change" in err
+        assert docker_unit(host)["ActiveEnterTimestamp"] != before_unit["ActiveEnterTimestamp"]
+        assert served_certificate(host, bootstrap.outputs) == new_cert.public_bytes(serialization.Encoding.DER)
+        op = bootstrap.outputs["operatorClient"]
+        new_trust = _tls_context(files[-1].content, op["certPem"], op["keyPem"])  # the new certificate is its own CA
+        assert docker_get(host, new_trust) == ("HTTP/1.0 200 OK", "OK")
+        code, out, err = host.ssh(command, stdin=stdin, timeout=120)
+        assert (code, out.strip()) == (0, "unchanged"), out + err
+    finally:
+        sh(host, "rm -rf /root/delivery-e2e-shim")
+        # the program's own configuration back (its certificate)
+        back = run_program(host, bootstrap.state, bootstrap.images, log=_log)
+    assert back.stdout(f"{HOST_NAME}-docker-config").endswith("; docker restarted")
+    assert served_certificate(host, back.outputs) == old

@@ -14,6 +14,12 @@
 # When Docker does not come back with the new configuration for another reason (the
 # port is taken, ...), the previous files are restored, Docker is started again with
 # them and the step fails.
+#
+# What the running daemon was started with is recorded in $STATE (the checksum of the
+# files and their modes), written only after Docker came back with them. A run that
+# was interrupted between writing the files and restarting Docker left the files in
+# place but not that record: the next run sees the difference and restarts Docker
+# ("completing an interrupted change") instead of saying "unchanged".
 set -euo pipefail
 umask 077
 
@@ -22,6 +28,7 @@ backup=
 # shellcheck disable=SC2317  # called through the trap
 cleanup() { rm -rf "$work"; [ -z "$backup" ] || rm -rf "$backup"; }
 trap cleanup EXIT
+STATE=/var/lib/delivery/docker-config.applied
 
 base64 -d | tar -x --no-same-owner -C "$work"
 mapfile -t files < <(cd "$work" && find . -type f -printf '%P\n' | sort)
@@ -64,6 +71,12 @@ if [ -f "$work/etc/docker/daemon.json" ] && command -v ip >/dev/null; then
     | sed -E 's#^"tcp://##; s#"$##; s#:[0-9]+$##; s#^\[(.*)\]$#\1#')
 fi
 
+# The checksum of what this run installs: every file's path, mode and content.
+wanted=$(cd "$work" && for rel in "${files[@]}"; do
+  printf '%s %s %s\n' "$rel" "$(stat -c %a "$rel")" "$(sha256sum < "$rel" | cut -c1-64)"
+done | sha256sum | cut -c1-64)
+applied=$(cat "$STATE" 2>/dev/null || true)
+
 changed=()
 for rel in "${files[@]}"; do
   mode=$(stat -c %a "$work/$rel")
@@ -73,9 +86,21 @@ for rel in "${files[@]}"; do
   changed+=("$rel")
 done
 
+# shellcheck disable=SC2317  # called further down
+record_applied() {
+  install -d -m 0755 "$(dirname "$STATE")"
+  printf '%s\n' "$wanted" > "$STATE.tmp"
+  mv -f "$STATE.tmp" "$STATE"
+}
+
 if [ ${#changed[@]} -eq 0 ] && systemctl is-active --quiet docker.service; then
-  echo "unchanged"
-  exit 0
+  if [ "$applied" = "$wanted" ]; then
+    echo "unchanged"
+    exit 0
+  fi
+  # The files are in place, but the running daemon was not started with them (an
+  # interrupted run) or nothing says it was (the first run of this version of the script).
+  echo "completing an interrupted change: the files are in place, the running docker was not started with them (recorded: ${applied:-nothing})" >&2
 fi
 
 backup=$(mktemp -d)
@@ -105,7 +130,12 @@ docker_up() {
 }
 
 if docker_up docker.service; then
-  echo "changed: ${changed[*]}; docker restarted"
+  record_applied
+  if [ ${#changed[@]} -eq 0 ]; then
+    echo "completed: docker restarted with the files already in place"
+  else
+    echo "changed: ${changed[*]}; docker restarted"
+  fi
   exit 0
 fi
 
