@@ -21,14 +21,17 @@ rendered as data):
     letsencrypt/acme*.json      ACME state (mode 600, owned by Traefik, never overwritten)
     logs/access.log             access log
 
-A change of the static config changes a label of the container, which replaces it; the dynamic
-files are reloaded by the file provider.
+A change of what Traefik reads only at start (the static config, the ACME CA, the DNS
+credentials) restarts the running container in place (`<name>-restart`,
+components/services/in_place.py), never replaces it; the dynamic files are reloaded by the
+file provider.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -41,6 +44,7 @@ from ..config.services import LETS_ENCRYPT, LETS_ENCRYPT_STAGING, AcmeSettings, 
 from ..host.host_files import Ensure, install_files
 from ..host.remote_script import FileSpec, sha256
 from .gitlab_server import GitLabUpstream
+from .in_place import RESTART, apply_on_change
 
 IMAGE = "traefik"
 CONTAINER_NAME = "traefik"
@@ -88,6 +92,8 @@ ACME_CA_FILE = f"{CERTS_DIR}/acme-ca.pem"
 LETSENCRYPT_DIR = f"{SRV}/letsencrypt"
 LOGS_DIR = f"{SRV}/logs"
 SECRETS_DIR = f"{SRV}/secrets"
+#: What the running edge last applied (components/services/in_place.py).
+RESTART_STAMP = f"{SRV}/.applied-at-start"
 #: Rewritten in place by whoever delivers certificate files, to make the file provider reload.
 RELOAD_STAMP = f"{DYNAMIC_DIR}/wildcard-reload.stamp"
 #: Where the edge kept Staging's client certificate before the review instance existed: removed.
@@ -176,7 +182,7 @@ class WildcardParts:
     volumes: tuple[tuple[str, str], ...] = ()
     """Read-only (host path, container path) mounts."""
     restart_trigger: Optional[pulumi.Output[Any]] = None
-    """A secret value whose change replaces the edge (lego reads credentials at start)."""
+    """A secret value whose change restarts the edge in place (lego reads credentials at start)."""
     ready: tuple[pulumi.Resource, ...] = ()
     """Steps that must finish before the edge starts."""
 
@@ -412,6 +418,8 @@ class EdgeTraefik(pulumi.ComponentResource):
     dynamic: dict[str, Any]
     files: Any
     container: docker.Container
+    restart: Any
+    """The step that restarts the container in place when what it reads at start changes."""
     entrypoints: dict[str, str]
     dashboard_url: Optional[pulumi.Output[str]]
 
@@ -465,8 +473,6 @@ class EdgeTraefik(pulumi.ComponentResource):
             depends_on=list(args.after),
         )
 
-        # What only a restart applies: the static config and the CA it trusts.
-        restart_hash = sha256(static_yaml, acme_ca or "")
         image = docker.RemoteImage(
             f"{name}-image", name=f"{IMAGE}:{s.version}", keep_locally=True, opts=pulumi.ResourceOptions(parent=self)
         )
@@ -499,15 +505,29 @@ class EdgeTraefik(pulumi.ComponentResource):
             healthcheck=traefik_healthcheck(),
             labels=[
                 docker.ContainerLabelArgs(label="delivery.managed-by", value="pulumi"),
-                docker.ContainerLabelArgs(label=STATIC_HASH_LABEL, value=restart_hash),
             ],
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[self.files, *args.wildcard.ready],
                 delete_before_replace=True,
                 replace_on_changes=["healthcheck"],
-                replacement_trigger=args.wildcard.restart_trigger,
             ),
+        )
+        # What Traefik reads only when it starts: the static config (ACME e-mail and CA,
+        # entrypoints), the CA it trusts, the DNS credentials lego reads (secret: their hash).
+        # A change restarts the running container in place; it is never replaced for it.
+        restart_on = pulumi.Output.all(sha256(static_yaml, acme_ca or ""), args.wildcard.restart_trigger)
+        self.restart = apply_on_change(
+            f"{name}-restart",
+            host=args.host,
+            private_key=args.ssh_private_key,
+            container=self.container,
+            container_name=CONTAINER_NAME,
+            stamp=RESTART_STAMP,
+            action=RESTART,
+            fingerprint=restart_on.apply(lambda v: sha256(json.dumps(v, sort_keys=True))),
+            parent=self,
+            after=[self.files, *args.wildcard.ready],
         )
 
         self.entrypoints = dict(ENTRYPOINTS)
