@@ -145,6 +145,8 @@ CASES: list[Case] = [
     nested("fail2banJails", "fail2banJails.traefik-dashboard.maxRetry", 5),
     scalar("logRotationKeep", "14"),
     scalar("logRotationMaxSize", "100M"),
+    nested("traefikRateLimits", "traefikRateLimits.gitlabSignIn.average", 10),
+    scalar("traefikInFlightRequests", "200"),
     # GitLab integration
     scalar("gitlabToken", TOKEN, gitlabIntegration="enabled"),
     scalar("gitlabIntegration", "enabled", gitlabToken=TOKEN),

@@ -531,3 +531,57 @@ def test_no_traefik_in_a_stack_without_the_traefik_role(staging_run):
     assert not staging_run.of_type("delivery:traefik:EdgeTraefik")
     assert not staging_run.of_type("delivery:traefik:ReviewTraefik")
     assert not staging_run.of_type("delivery:services:GitLabServer")
+
+
+# -- rate limits (traefikRateLimits, traefikInFlightRequests) -------------------------------------
+LIMITS = {"gitlabSignIn": {"average": 3, "period": 30, "burst": 2}, "registry": {"burst": 50}}
+
+
+def test_sign_in_api_and_registry_routes_are_rate_limited_per_client_with_the_configured_limits():
+    run = production(traefikRateLimits=LIMITS, traefikInFlightRequests=7)
+    dynamic = yaml_file(run.named("traefik-files"), ROUTES_FILE)["http"]
+    assert schema_errors(DYNAMIC_SCHEMA, {"http": dynamic}) == []
+    routers, middlewares = dynamic["routers"], dynamic["middlewares"]
+    expected = {
+        "gitlab-sign-in": {"average": 3, "period": "30s", "burst": 2},
+        "gitlab-api": {"average": 50, "period": "1s", "burst": 200},
+        "registry": {"average": 100, "period": "1s", "burst": 50},
+    }
+    for router, limit in expected.items():
+        first = routers[router]["middlewares"][0]
+        assert middlewares[first] == {"rateLimit": {**limit, "sourceCriterion": {"ipStrategy": {}}}}, router
+    assert routers["gitlab-sign-in"]["rule"] == "Host(`gitlab.company.ru`) && (Path(`/users/sign_in`) || Path(`/oauth/token`))"
+    assert routers["gitlab-api"]["rule"] == "Host(`gitlab.company.ru`) && PathPrefix(`/api/`)"
+    assert "middlewares" not in routers["gitlab"] or not any(m.startswith("ratelimit") for m in routers["gitlab"]["middlewares"])
+    assert middlewares["in-flight"] == {"inFlightReq": {"amount": 7, "sourceCriterion": {"ipStrategy": {}}}}
+
+
+def test_in_flight_limit_is_on_both_public_http_entrypoints():
+    static = yaml_file(production().named("traefik-files"), STATIC_FILE)
+    assert schema_errors(STATIC_SCHEMA, static) == []
+    for ep in ("web", "websecure"):
+        assert static["entryPoints"][ep]["http"]["middlewares"] == ["in-flight@file"], ep
+    dynamic = yaml_file(production().named("traefik-files"), ROUTES_FILE)
+    assert dynamic["http"]["middlewares"]["in-flight"]["inFlightReq"]["amount"] == 200
+
+
+def test_a_rate_limit_change_reloads_without_restart():
+    base, changed = production(), production(traefikRateLimits=LIMITS)
+    assert restart_fingerprint(base) == restart_fingerprint(changed)
+    assert base.named("traefik-container").plain == changed.named("traefik-container").plain
+
+
+@pytest.mark.parametrize("value, key", [
+    ({"gitlabSignIn": {"average": 0}}, "delivery:traefikRateLimits.gitlabSignIn.average"),
+    ({"gitlabSignin": {"average": 1}}, "delivery:traefikRateLimits.gitlabSignin"),
+    ({"registry": {"burst": 1, "rate": 2}}, "delivery:traefikRateLimits.registry.rate"),
+    ({"gitlabApi": {"period": "1m"}}, "delivery:traefikRateLimits.gitlabApi.period"),
+])
+def test_rate_limit_errors_name_the_key(value, key):
+    with pytest.raises(Exception, match=re.escape(key)):
+        production(traefikRateLimits=value)
+
+
+def test_in_flight_requests_must_be_a_positive_integer():
+    with pytest.raises(Exception, match="delivery:traefikInFlightRequests"):
+        production(traefikInFlightRequests=0)

@@ -40,6 +40,7 @@ import pulumi_docker as docker
 import yaml
 
 from ..config import HostConfig
+from ..config.operations import DEFAULT_IN_FLIGHT_REQUESTS, DEFAULT_RATE_LIMITS, RateLimit
 from ..config.services import LETS_ENCRYPT, LETS_ENCRYPT_STAGING, AcmeSettings, Hostnames, ProductionApp, TraefikSettings
 from ..host.host_files import Ensure, install_files
 from ..host.remote_script import FileSpec, sha256
@@ -75,6 +76,14 @@ REVIEW_EGRESS_NETWORK = "delivery-review-egress"
 
 # -- names in the dynamic config -----------------------------------------------------------
 SECURITY_HEADERS = "security-headers"
+IN_FLIGHT = "in-flight"
+"""inFlightReq on the public HTTP entrypoints (per client address)."""
+GITLAB_SIGN_IN_ROUTER = "gitlab-sign-in"
+GITLAB_API_ROUTER = "gitlab-api"
+#: The rate-limited routes: config name -> the rateLimit middleware (docs/operations.md).
+RATE_LIMIT_MIDDLEWARES = {"gitlabSignIn": "ratelimit-gitlab-sign-in", "gitlabApi": "ratelimit-gitlab-api", "registry": "ratelimit-registry"}
+#: GitLab's sign-in form and OAuth password grant (rate-limited as `gitlabSignIn`).
+GITLAB_SIGN_IN_PATHS = ("/users/sign_in", "/oauth/token")
 DASHBOARD_AUTH = "dashboard-auth"
 REVIEW_ROUTER = "review-apps"
 HTTP_RESOLVER = "letsencrypt"
@@ -201,6 +210,26 @@ class EdgeSpec:
     review_upstream: Optional[str] = None
     """http://traefik-review:80 when review apps are forwarded; None leaves the router out."""
     wildcard: WildcardParts = field(default_factory=WildcardParts)
+    rate_limits: dict[str, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    """rateLimit per route (`traefikRateLimits`)."""
+    in_flight_requests: int = DEFAULT_IN_FLIGHT_REQUESTS
+    """inFlightReq amount per client address (`traefikInFlightRequests`)."""
+
+
+#: Group requests by the client's own address (the edge is the first proxy): X-Forwarded-For
+#: from the client is not believed.
+BY_CLIENT_ADDRESS = {"ipStrategy": {}}
+
+
+def rate_limit_middleware(limit: RateLimit) -> dict[str, Any]:
+    return {
+        "rateLimit": {
+            "average": limit.average,
+            "period": f"{limit.period}s",
+            "burst": limit.burst,
+            "sourceCriterion": copy.deepcopy(BY_CLIENT_ADDRESS),
+        }
+    }
 
 
 def base_static(access_log: str, *, internals: bool = False) -> dict[str, Any]:
@@ -227,11 +256,16 @@ def edge_static_config(spec: EdgeSpec) -> dict[str, Any]:
                 # challenge is answered on :80 although everything else is redirected.
                 WEB: {
                     "address": ENTRYPOINTS[WEB],
-                    "http": {"redirections": {"entryPoint": {"to": WEBSECURE, "scheme": "https", "permanent": True}}},
+                    "http": {
+                        "redirections": {"entryPoint": {"to": WEBSECURE, "scheme": "https", "permanent": True}},
+                        "middlewares": [f"{IN_FLIGHT}@file"],
+                    },
                 },
                 WEBSECURE: {
                     "address": ENTRYPOINTS[WEBSECURE],
                     "asDefault": True,
+                    # Every router of the entrypoint (review apps included) gets it first.
+                    "http": {"middlewares": [f"{IN_FLIGHT}@file"]},
                     # v3 defaults to 60 s, too short for large registry pushes and git clones.
                     "transport": {"respondingTimeouts": {"readTimeout": "1800s"}},
                 },
@@ -302,10 +336,32 @@ def edge_dynamic_config(spec: EdgeSpec) -> dict[str, Any]:
     tcp: dict[str, Any] = {}
     h = spec.hostnames
     g = spec.gitlab
+    limits = spec.rate_limits
+    middlewares: dict[str, Any] = {
+        SECURITY_HEADERS: security_headers(),
+        IN_FLIGHT: {"inFlightReq": {"amount": spec.in_flight_requests, "sourceCriterion": copy.deepcopy(BY_CLIENT_ADDRESS)}},
+    }
     if g is not None:
+        for key in RATE_LIMIT_MIDDLEWARES:
+            middlewares[RATE_LIMIT_MIDDLEWARES[key]] = rate_limit_middleware(limits[key])
         routers["gitlab"] = _https_router(h.gitlab, "gitlab")
+        # Longer rules than Host() alone: Traefik's default priority (the rule's length) picks them first.
+        sign_in = " || ".join(f"Path(`{p}`)" for p in GITLAB_SIGN_IN_PATHS)
+        routers[GITLAB_SIGN_IN_ROUTER] = {
+            **_https_router(h.gitlab, "gitlab"),
+            "rule": f"{host_rule(h.gitlab)} && ({sign_in})",
+            "middlewares": [RATE_LIMIT_MIDDLEWARES["gitlabSignIn"], SECURITY_HEADERS],
+        }
+        routers[GITLAB_API_ROUTER] = {
+            **_https_router(h.gitlab, "gitlab"),
+            "rule": f"{host_rule(h.gitlab)} && PathPrefix(`/api/`)",
+            "middlewares": [RATE_LIMIT_MIDDLEWARES["gitlabApi"], SECURITY_HEADERS],
+        }
         services["gitlab"] = _service(f"http://{g.host}:{g.http_port}")
-        routers["registry"] = _https_router(h.registry, "registry")
+        routers["registry"] = {
+            **_https_router(h.registry, "registry"),
+            "middlewares": [RATE_LIMIT_MIDDLEWARES["registry"], SECURITY_HEADERS],
+        }
         services["registry"] = _service(f"http://{g.host}:{g.registry_port}")
         tcp = {
             "routers": {GITLAB_SSH: {"entryPoints": [GITLAB_SSH], "rule": "HostSNI(`*`)", "service": GITLAB_SSH}},
@@ -325,7 +381,7 @@ def edge_dynamic_config(spec: EdgeSpec) -> dict[str, Any]:
         }
         services[REVIEW_ROUTER] = {"loadBalancer": {"servers": [{"url": spec.review_upstream}], "passHostHeader": True}}
     config: dict[str, Any] = {
-        "http": {"routers": routers, "services": services, "middlewares": {SECURITY_HEADERS: security_headers()}},
+        "http": {"routers": routers, "services": services, "middlewares": middlewares},
         "tls": {
             "options": {
                 "default": {
@@ -408,6 +464,10 @@ class EdgeTraefikArgs:
     wildcard: WildcardParts = field(default_factory=WildcardParts)
     after: Sequence[pulumi.Resource] = field(default_factory=tuple)
     """Steps that must finish first (the host's /srv layout)."""
+    rate_limits: dict[str, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    """rateLimit per route (`traefikRateLimits`)."""
+    in_flight_requests: int = DEFAULT_IN_FLIGHT_REQUESTS
+    """inFlightReq amount per client address (`traefikInFlightRequests`)."""
 
 
 class EdgeTraefik(pulumi.ComponentResource):
@@ -439,6 +499,8 @@ class EdgeTraefik(pulumi.ComponentResource):
             dashboard=s.dashboard_users is not None,
             review_upstream=f"http://{REVIEW_CONTAINER_NAME}:{REVIEW_PORT}" if args.review_apps else None,
             wildcard=args.wildcard,
+            rate_limits=dict(args.rate_limits),
+            in_flight_requests=args.in_flight_requests,
         )
         self.static = edge_static_config(spec)
         self.dynamic = edge_dynamic_config(spec)
