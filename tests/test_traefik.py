@@ -549,11 +549,11 @@ def test_sign_in_api_and_registry_routes_are_rate_limited_per_client_with_the_co
     }
     for router, limit in expected.items():
         first = routers[router]["middlewares"][0]
-        assert middlewares[first] == {"rateLimit": {**limit, "sourceCriterion": {"ipStrategy": {}}}}, router
+        assert middlewares[first] == {"rateLimit": {**limit, "sourceCriterion": {"ipStrategy": {"depth": 0}}}}, router
     assert routers["gitlab-sign-in"]["rule"] == "Host(`gitlab.company.ru`) && (Path(`/users/sign_in`) || Path(`/oauth/token`))"
     assert routers["gitlab-api"]["rule"] == "Host(`gitlab.company.ru`) && PathPrefix(`/api/`)"
     assert "middlewares" not in routers["gitlab"] or not any(m.startswith("ratelimit") for m in routers["gitlab"]["middlewares"])
-    assert middlewares["in-flight"] == {"inFlightReq": {"amount": 7, "sourceCriterion": {"ipStrategy": {}}}}
+    assert middlewares["in-flight"] == {"inFlightReq": {"amount": 7, "sourceCriterion": {"ipStrategy": {"depth": 0}}}}
 
 
 def test_in_flight_limit_is_on_both_public_http_entrypoints():

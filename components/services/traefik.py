@@ -217,8 +217,10 @@ class EdgeSpec:
 
 
 #: Group requests by the client's own address (the edge is the first proxy): X-Forwarded-For
-#: from the client is not believed.
-BY_CLIENT_ADDRESS = {"ipStrategy": {}}
+#: from the client is not believed. Not `ipStrategy: {}`: Traefik rejects the whole file
+#: ("ipStrategy cannot be a standalone element"), which the JSON schema accepts; and
+#: inFlightReq without a criterion groups by the Host header.
+BY_CLIENT_ADDRESS = {"ipStrategy": {"depth": 0}}
 
 
 def rate_limit_middleware(limit: RateLimit) -> dict[str, Any]:
