@@ -70,6 +70,11 @@ def fail2ban_regex(tmp_path: Path, jail: str, line: str) -> str:
         ("traefik-dashboard", DASHBOARD_200, False),
         ("traefik-dashboard", SIGN_IN_401, False),
         ("gitlab-auth", SIGN_IN_401, True),
+        # the rate-limited GitLab routers (traefikRateLimits) count the same; their 429s do not
+        ("gitlab-auth", SIGN_IN_401.replace('"gitlab@file"', '"gitlab-sign-in@file"'), True),
+        ("gitlab-auth", API_401.replace('"gitlab@file"', '"gitlab-api@file"'), True),
+        ("gitlab-auth", SIGN_IN_401.replace('"gitlab@file"', '"gitlab-sign-in@file"').replace(" 401 ", " 429 "), False),
+        ("gitlab-auth", SIGN_IN_401.replace('"gitlab@file"', '"registry@file"'), False),
         ("gitlab-auth", SIGN_IN_302, False),
         ("gitlab-auth", API_401, True),
         ("gitlab-auth", OAUTH_400, True),
