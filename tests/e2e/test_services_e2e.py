@@ -494,8 +494,12 @@ def test_change_timezone_reconfigures_gitlab_in_place(services):
     assert measured == claimed
     assert steps["gitlab-server-reconfigure"] == "reconfigured: gitlab"
     call = reconfigure_calls(services)[-1]
-    rb = services.hosts["services"].exec("sha256sum /srv/services/gitlab/config/gitlab.rb").stdout.split()[0]
-    assert call["gitlab_rb_sha256"] == rb, "the reconfigure ran after the new gitlab.rb was in place"
+    host = services.hosts["services"]
+    rb = "/srv/services/gitlab/config/gitlab.rb"
+    # The reconfigure ran after the new gitlab.rb was in place (same kernel clock).
+    assert call["at"] >= float(host.exec(f"stat -c %.9Y {rb}").stdout.strip()), call
+    if "gitlab_rb_sha256" in call:  # the stand-in of this tree (the harness's tag is shared by sessions)
+        assert call["gitlab_rb_sha256"] == host.exec(f"sha256sum {rb}").stdout.split()[0]
     assert "Asia/Tokyo" in services.hosts["services"].exec("cat /srv/services/gitlab/config/gitlab.rb").stdout
     gitlab_answers_through_the_edge(services)
 
