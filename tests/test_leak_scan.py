@@ -73,6 +73,8 @@ def production_everything_on() -> dict[str, Any]:
         fail2banIgnoreIps=["192.0.2.7"],
         logRotationKeep=30,
         logRotationMaxSize="200M",
+        traefikRateLimits={"gitlabApi": {"average": 80, "period": 1, "burst": 300}},
+        traefikInFlightRequests=150,
         hosts=[
             {
                 "name": "production", "address": "192.168.88.1", "hostKey": HOST_KEYS["production"], "user": "deploy",
