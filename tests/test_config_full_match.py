@@ -159,6 +159,8 @@ CASES: list[Case] = [
     scalar("registryGcDeleteUntagged", "true"),
     scalar("dockerCaGeneration", "2"),
     scalar("dockerCaRotation", "trust"),
+    nested("traefikRateLimits", "traefikRateLimits.gitlabSignIn.average", 10),
+    scalar("traefikInFlightRequests", "200"),
     # GitLab integration
     scalar("gitlabToken", TOKEN, gitlabIntegration="enabled"),
     scalar("gitlabIntegration", "enabled", gitlabToken=TOKEN),

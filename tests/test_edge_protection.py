@@ -21,6 +21,7 @@ from components.config.operations import DEFAULT_JAILS
 from components.operations.fail2ban import (
     DASHBOARD_ROUTER,
     GITLAB_ROUTER,
+    GITLAB_ROUTERS,
     config_files,
     filter_config,
     filter_name,
@@ -69,6 +70,11 @@ def fail2ban_regex(tmp_path: Path, jail: str, line: str) -> str:
         ("traefik-dashboard", DASHBOARD_200, False),
         ("traefik-dashboard", SIGN_IN_401, False),
         ("gitlab-auth", SIGN_IN_401, True),
+        # the rate-limited GitLab routers (traefikRateLimits) count the same; their 429s do not
+        ("gitlab-auth", SIGN_IN_401.replace('"gitlab@file"', '"gitlab-sign-in@file"'), True),
+        ("gitlab-auth", API_401.replace('"gitlab@file"', '"gitlab-api@file"'), True),
+        ("gitlab-auth", SIGN_IN_401.replace('"gitlab@file"', '"gitlab-sign-in@file"').replace(" 401 ", " 429 "), False),
+        ("gitlab-auth", SIGN_IN_401.replace('"gitlab@file"', '"registry@file"'), False),
         ("gitlab-auth", SIGN_IN_302, False),
         ("gitlab-auth", API_401, True),
         ("gitlab-auth", OAUTH_400, True),
@@ -118,7 +124,10 @@ def test_missing_filter_is_caught_by_fail2ban_client_t(tmp_path):
 def test_jails_match_the_router_names_traefik_renders():
     spec = EdgeSpec(hostnames=Hostnames("company.ru"), acme_email="mail@company.ru", gitlab=GitLabUpstream.published("192.168.88.2"), dashboard=True)
     assert DASHBOARD_ROUTER.removesuffix("@file") in dashboard_config(spec, ["admin:x"])["http"]["routers"]
-    assert GITLAB_ROUTER.removesuffix("@file") in edge_dynamic_config(spec)["http"]["routers"]
+    routers = edge_dynamic_config(spec)["http"]["routers"]
+    for router in GITLAB_ROUTERS:
+        assert router.removesuffix("@file") in routers, router
+        assert routers[router.removesuffix("@file")]["service"] == "gitlab", router
     log = edge_static_config(spec)["accessLog"]
     assert log["format"] == "common" and log["addInternals"] is True and log["filePath"] == "/logs/access.log"
 

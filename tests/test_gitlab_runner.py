@@ -184,14 +184,14 @@ def test_staging_runner_container_mounts_the_jobs_folder():
     assert "/srv" not in mounts, container.urn
 
 
-def test_runner_container_is_replaced_when_config_toml_changes():
-    def label(run: StackRun) -> str:
-        c = run.named("gitlab-runner-staging-container")
-        return next(l["value"] for l in c.plain["labels"] if l["label"] == "delivery.gitlab-runner.config-sha256")
-
-    base = label(staging())
-    assert label(staging()) == base
-    assert label(staging(runners={"staging-runner": {"concurrent": 5}})) != base
+def test_a_config_toml_change_rewrites_the_file_and_leaves_the_container_alone():
+    """gitlab-runner reloads config.toml by itself: a change must not replace the container
+    (which would kill running jobs)."""
+    base, changed = staging(), staging(runners={"staging-runner": {"concurrent": 5}})
+    write = "gitlab-runner-staging-config"
+    assert base.named(write).plain["triggers"] != changed.named(write).plain["triggers"], "config.toml is rewritten"
+    container = "gitlab-runner-staging-container"
+    assert base.named(container).plain == changed.named(container).plain, changed.named(container).urn
 
 
 def test_runner_container_label_reveals_nothing_of_the_token():

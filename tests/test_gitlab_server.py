@@ -12,7 +12,6 @@ from service_files import bundle, container_labels, container_volumes, productio
 from components.host.remote_script import sha256
 from components.config.services import Hostnames
 from components.services.gitlab_server import (
-    CONFIG_HASH_LABEL,
     GITLAB_RB,
     PROXY_HEADERS,
     Setting,
@@ -174,18 +173,23 @@ def test_container_spec_shm_restart_health_env_hostname():
     spec = container.plain
     assert spec["shmSize"] == 512 and spec["restart"] == "always" and spec["name"] == "gitlab"
     assert spec["hostname"] == "gitlab.company.ru"
-    assert spec["envs"][0] == "TZ=Europe/Volgograd"
-    assert [e.split("=", 1)[0] for e in spec["envs"]] == ["TZ", "GITLAB_POST_RECONFIGURE_SCRIPT"]
+    # No TZ: the time zone is gitlab.rb's, and a change of it must not replace the container.
+    assert [e.split("=", 1)[0] for e in spec["envs"]] == ["GITLAB_POST_RECONFIGURE_SCRIPT"]
     assert spec["healthcheck"]["tests"] == ["CMD", "/opt/gitlab/bin/gitlab-healthcheck", "--fail", "--max-time", "10"]
     assert "healthcheck" in container.replace_on_changes
 
 
-def test_container_label_carries_the_gitlab_rb_hash_so_a_change_reconfigures():
+def test_a_gitlab_rb_change_reconfigures_the_running_container_instead_of_replacing_it():
     run = production()
-    labels = container_labels(run.named("gitlab-server-container"))
-    assert labels[CONFIG_HASH_LABEL] == sha256(sent_gitlab_rb(run))
-    other = container_labels(production(timezone="Asia/Tokyo").named("gitlab-server-container"))
-    assert other[CONFIG_HASH_LABEL] != labels[CONFIG_HASH_LABEL]
+    step = run.named("gitlab-server-reconfigure")
+    container = run.named("gitlab-server-container")
+    container_id, fingerprint = step.plain["stdin"].split()
+    assert container_id and fingerprint == sha256(sent_gitlab_rb(run)), step.urn
+    assert step.plain["create"].split()[-3:] == ["/srv/services/gitlab/.reconfigured", "gitlab", "reconfigure"], step.urn
+    assert {run.named("gitlab-server-ready").urn, run.named("gitlab-server-files").urn, container.urn} <= set(step.dependencies)
+    other = production(timezone="Asia/Tokyo")
+    assert other.named("gitlab-server-container").plain == container.plain, "a gitlab.rb change must not touch the container"
+    assert other.named("gitlab-server-reconfigure").plain["triggers"] != step.plain["triggers"], step.urn
 
 
 def test_container_waits_for_its_configuration():

@@ -86,6 +86,8 @@ def production_everything_on() -> dict[str, Any]:
         registryGcDeleteUntagged=True,
         dockerCaGeneration=1,
         dockerCaRotation="switch",
+        traefikRateLimits={"gitlabApi": {"average": 80, "period": 1, "burst": 300}},
+        traefikInFlightRequests=150,
         hosts=[
             {
                 "name": "production", "address": "192.168.88.1", "hostKey": HOST_KEYS["production"], "user": "deploy",

@@ -340,10 +340,11 @@ def test_acme_server_and_ca_certificate_apply_to_every_resolver():
     assert bundle(files)["/srv/traefik/certs/acme-ca.pem"] == (0o444, ACME_CA)
 
 
-def test_a_new_acme_ca_certificate_restarts_the_edge():
-    a = production(acmeCaCertificate=ACME_CA).named("traefik-container")
-    b = production(acmeCaCertificate=ca_certificate_pem("another ACME CA")).named("traefik-container")
-    assert container_labels(a)[STATIC_HASH_LABEL] != container_labels(b)[STATIC_HASH_LABEL]
+def test_a_new_acme_ca_certificate_restarts_the_edge_in_place():
+    a = production(acmeCaCertificate=ACME_CA)
+    b = production(acmeCaCertificate=ca_certificate_pem("another ACME CA"))
+    assert a.named("traefik-container").plain == b.named("traefik-container").plain
+    assert restart_fingerprint(a) != restart_fingerprint(b)
 
 
 def test_dns_resolvers_and_propagation_check_reach_the_dns_challenge():
@@ -437,17 +438,36 @@ def test_without_dashboard_users_there_is_no_api_and_no_dashboard_file():
     assert "traefikDashboardUrl" not in run.outputs
 
 
-# -- restarts: static config replaces the container, dynamic config does not -------------------
-def test_a_static_config_change_changes_the_restart_label():
-    before = container_labels(production().named("traefik-container"))[STATIC_HASH_LABEL]
-    after = container_labels(production(acmeStaging="true").named("traefik-container"))[STATIC_HASH_LABEL]
-    assert before != after, "a new static config must replace (restart) Traefik"
+# -- restarts: static config restarts the container in place, dynamic config does not --------------
+def restart_fingerprint(run) -> str:
+    step = run.named("traefik-restart")
+    assert step.plain["create"].split()[-3:] == ["/srv/traefik/.applied-at-start", "traefik", "restart"], step.urn
+    assert run.named("traefik-container").urn in step.dependencies and run.named("traefik-files").urn in step.dependencies
+    container_id, fingerprint = step.plain["stdin"].split()
+    assert container_id and len(fingerprint) == 64, step.urn
+    return fingerprint
+
+
+def test_a_static_config_change_restarts_the_edge_in_place_never_replaces_it():
+    before, after = production(), production(acmeStaging="true")
+    assert restart_fingerprint(before) != restart_fingerprint(after), "a new static config must restart Traefik"
+    assert before.named("traefik-container").plain == after.named("traefik-container").plain, "...in place"
+    assert before.named("traefik-container").replacement_trigger == after.named("traefik-container").replacement_trigger
+
+
+def test_a_dns_credentials_change_restarts_the_edge_in_place_and_its_fingerprint_stays_secret():
+    before = production()
+    after = production(dnsCredentials={"CF_DNS_API_TOKEN": "another-token-0123"})
+    assert restart_fingerprint(before) != restart_fingerprint(after)
+    assert before.named("traefik-container").plain == after.named("traefik-container").plain
+    assert after.named("traefik-restart").secret("stdin"), "the hash of the credentials is a secret"
 
 
 def test_a_dynamic_config_change_reloads_without_restart():
     base = production()
     changed = production(productionApps=[{"name": "shop", "host": "shop.company.ru", "url": "http://192.168.88.1:8080"}])
-    assert container_labels(base.named("traefik-container")) == container_labels(changed.named("traefik-container"))
+    assert base.named("traefik-container").plain == changed.named("traefik-container").plain
+    assert restart_fingerprint(base) == restart_fingerprint(changed)
     assert base.named("traefik-container").plain == changed.named("traefik-container").plain
     assert bundle(base.named("traefik-files"))[ROUTES_FILE] != bundle(changed.named("traefik-files"))[ROUTES_FILE]
 
@@ -511,3 +531,57 @@ def test_no_traefik_in_a_stack_without_the_traefik_role(staging_run):
     assert not staging_run.of_type("delivery:traefik:EdgeTraefik")
     assert not staging_run.of_type("delivery:traefik:ReviewTraefik")
     assert not staging_run.of_type("delivery:services:GitLabServer")
+
+
+# -- rate limits (traefikRateLimits, traefikInFlightRequests) -------------------------------------
+LIMITS = {"gitlabSignIn": {"average": 3, "period": 30, "burst": 2}, "registry": {"burst": 50}}
+
+
+def test_sign_in_api_and_registry_routes_are_rate_limited_per_client_with_the_configured_limits():
+    run = production(traefikRateLimits=LIMITS, traefikInFlightRequests=7)
+    dynamic = yaml_file(run.named("traefik-files"), ROUTES_FILE)["http"]
+    assert schema_errors(DYNAMIC_SCHEMA, {"http": dynamic}) == []
+    routers, middlewares = dynamic["routers"], dynamic["middlewares"]
+    expected = {
+        "gitlab-sign-in": {"average": 3, "period": "30s", "burst": 2},
+        "gitlab-api": {"average": 50, "period": "1s", "burst": 200},
+        "registry": {"average": 100, "period": "1s", "burst": 50},
+    }
+    for router, limit in expected.items():
+        first = routers[router]["middlewares"][0]
+        assert middlewares[first] == {"rateLimit": {**limit, "sourceCriterion": {"ipStrategy": {"depth": 0}}}}, router
+    assert routers["gitlab-sign-in"]["rule"] == "Host(`gitlab.company.ru`) && (Path(`/users/sign_in`) || Path(`/oauth/token`))"
+    assert routers["gitlab-api"]["rule"] == "Host(`gitlab.company.ru`) && PathPrefix(`/api/`)"
+    assert "middlewares" not in routers["gitlab"] or not any(m.startswith("ratelimit") for m in routers["gitlab"]["middlewares"])
+    assert middlewares["in-flight"] == {"inFlightReq": {"amount": 7, "sourceCriterion": {"ipStrategy": {"depth": 0}}}}
+
+
+def test_in_flight_limit_is_on_both_public_http_entrypoints():
+    static = yaml_file(production().named("traefik-files"), STATIC_FILE)
+    assert schema_errors(STATIC_SCHEMA, static) == []
+    for ep in ("web", "websecure"):
+        assert static["entryPoints"][ep]["http"]["middlewares"] == ["in-flight@file"], ep
+    dynamic = yaml_file(production().named("traefik-files"), ROUTES_FILE)
+    assert dynamic["http"]["middlewares"]["in-flight"]["inFlightReq"]["amount"] == 200
+
+
+def test_a_rate_limit_change_reloads_without_restart():
+    base, changed = production(), production(traefikRateLimits=LIMITS)
+    assert restart_fingerprint(base) == restart_fingerprint(changed)
+    assert base.named("traefik-container").plain == changed.named("traefik-container").plain
+
+
+@pytest.mark.parametrize("value, key", [
+    ({"gitlabSignIn": {"average": 0}}, "delivery:traefikRateLimits.gitlabSignIn.average"),
+    ({"gitlabSignin": {"average": 1}}, "delivery:traefikRateLimits.gitlabSignin"),
+    ({"registry": {"burst": 1, "rate": 2}}, "delivery:traefikRateLimits.registry.rate"),
+    ({"gitlabApi": {"period": "1m"}}, "delivery:traefikRateLimits.gitlabApi.period"),
+])
+def test_rate_limit_errors_name_the_key(value, key):
+    with pytest.raises(Exception, match=re.escape(key)):
+        production(traefikRateLimits=value)
+
+
+def test_in_flight_requests_must_be_a_positive_integer():
+    with pytest.raises(Exception, match="delivery:traefikInFlightRequests"):
+        production(traefikInFlightRequests=0)

@@ -3,6 +3,8 @@ in Traefik's store either way (a review-app router needs only tls=true)."""
 
 from __future__ import annotations
 
+import json
+
 import os
 import subprocess
 from pathlib import Path
@@ -70,15 +72,15 @@ def test_traefik_reads_credentials_through_lego_file_variables():
     assert mount == {"hostPath": "/srv/traefik/secrets/dns", "containerPath": "/secrets/dns", "readOnly": True}
 
 
-def test_a_credentials_change_replaces_traefik_through_a_secret_trigger():
-    container = production().named("traefik-container")
-    trigger = container.replacement_trigger
-    assert trigger is not None, f"{container.urn}: lego reads credentials at start"
-    assert is_secret_value(trigger), f"{container.urn}: the trigger carries the credentials, as a secret"
-    assert unwrap(trigger) == [{"CF_DNS_API_TOKEN": DNS_API_TOKEN}, None]
-    other = production(dnsCredentials={"CF_DNS_API_TOKEN": "another-token-value"}).named("traefik-container")
-    assert other.replacement_trigger != trigger
-    assert other.plain == container.plain, "no label or env carries the credentials"
+def test_a_credentials_change_restarts_traefik_in_place_through_a_secret_fingerprint():
+    run = production()
+    container, step = run.named("traefik-container"), run.named("traefik-restart")
+    assert container.replacement_trigger is None, f"{container.urn}: never replaced for new credentials"
+    assert step.secret("stdin"), f"{step.urn}: the fingerprint of the credentials is a secret"
+    assert DNS_API_TOKEN not in json.dumps(unwrap(step.inputs)), step.urn
+    other = production(dnsCredentials={"CF_DNS_API_TOKEN": "another-token-value"})
+    assert other.named("traefik-restart").plain["stdin"] != step.plain["stdin"], "lego reads credentials at start"
+    assert other.named("traefik-container").plain == container.plain, "no label or env carries the credentials"
 
 
 def test_traefik_method_runs_no_dnsrobocert():

@@ -9,6 +9,11 @@ Keys (docs/operations.md, "Edge protection"):
 * `fail2banJails`: per jail (`traefik-dashboard`, `gitlab-auth`, `http-scanner`),
   `{maxRetry, findTime, banTime}` overrides (times in seconds).
 * `logRotationKeep`, `logRotationMaxSize`: rotated files kept, size that forces a rotation.
+* `traefikRateLimits`: per limited route (`gitlabSignIn`, `gitlabApi`, `registry`),
+  `{average, period, burst}` overrides of the edge's `rateLimit` middlewares (per client
+  address: `average` requests per `period` seconds, bursts of `burst`).
+* `traefikInFlightRequests`: requests one client address may have in flight at once on the
+  public entrypoints (`inFlightReq`).
 """
 
 from __future__ import annotations
@@ -41,6 +46,27 @@ DEFAULT_JAILS: dict[str, JailSettings] = {
 }
 JAIL_KEYS = ("maxRetry", "findTime", "banTime")
 
+@dataclass(frozen=True)
+class RateLimit:
+    """Traefik's rateLimit per client address: `average` requests per `period` seconds, `burst` at once."""
+
+    average: int
+    period: int
+    burst: int
+
+
+#: The routes the edge rate-limits and their defaults (docs/operations.md, "Rate limits").
+DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
+    # GitLab's sign-in form and OAuth password grant: people, a few tries a minute
+    "gitlabSignIn": RateLimit(average=10, period=60, burst=10),
+    # /api/: every runner of a host and its jobs share one address
+    "gitlabApi": RateLimit(average=50, period=1, burst=200),
+    # the registry: a push or pull is many requests (layers, chunks)
+    "registry": RateLimit(average=100, period=1, burst=400),
+}
+RATE_LIMIT_KEYS = ("average", "period", "burst")
+DEFAULT_IN_FLIGHT_REQUESTS = 200
+
 DEFAULT_LOG_KEEP = 14
 DEFAULT_LOG_MAX_SIZE = "100M"
 LOG_SIZE = re.compile(r"^[1-9][0-9]{0,5}[kMG]$")
@@ -57,6 +83,10 @@ class OperationsConfig:
     """Rotated files kept per log."""
     log_max_size: str = DEFAULT_LOG_MAX_SIZE
     """logrotate size (100k, 100M, 1G): a log larger than this is rotated at the next hourly check."""
+    rate_limits: dict[str, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    """The edge's rateLimit middlewares by route (gitlabSignIn, gitlabApi, registry)."""
+    in_flight_requests: int = DEFAULT_IN_FLIGHT_REQUESTS
+    """inFlightReq amount per client address on the public entrypoints."""
 
 
 def check_network(r: ConfigReader, path: str, value: Any) -> Optional[str]:
@@ -101,6 +131,28 @@ def _jails(r: ConfigReader) -> dict[str, JailSettings]:
     return jails
 
 
+def _rate_limits(r: ConfigReader) -> dict[str, RateLimit]:
+    limits = dict(DEFAULT_RATE_LIMITS)
+    raw = r.structured("traefikRateLimits", expected="an object of rate limits by route")
+    if raw is None:
+        return limits
+    obj = check_object(r, "traefikRateLimits", raw, DEFAULT_RATE_LIMITS)
+    for name, value in (obj or {}).items():
+        if name not in DEFAULT_RATE_LIMITS:
+            continue
+        path = f"traefikRateLimits.{name}"
+        settings = check_object(r, path, value, RATE_LIMIT_KEYS)
+        if settings is None:
+            continue
+        base = DEFAULT_RATE_LIMITS[name]
+        average = check_int(r, f"{path}.average", settings.get("average", base.average), minimum=1, maximum=1_000_000)
+        period = check_int(r, f"{path}.period", settings.get("period", base.period), minimum=1, maximum=86400)
+        burst = check_int(r, f"{path}.burst", settings.get("burst", base.burst), minimum=1, maximum=1_000_000)
+        if average is not None and period is not None and burst is not None:
+            limits[name] = RateLimit(average=average, period=period, burst=burst)
+    return limits
+
+
 def parse_operations(r: ConfigReader) -> OperationsConfig:
     """The edge-protection keys; errors are collected in `r`."""
     keep = r.integer("logRotationKeep", default=DEFAULT_LOG_KEEP, minimum=1, maximum=3650)
@@ -114,4 +166,8 @@ def parse_operations(r: ConfigReader) -> OperationsConfig:
         jails=_jails(r),
         log_keep=keep if keep is not None else DEFAULT_LOG_KEEP,
         log_max_size=size or DEFAULT_LOG_MAX_SIZE,
+        rate_limits=_rate_limits(r),
+        in_flight_requests=r.integer(
+            "traefikInFlightRequests", default=DEFAULT_IN_FLIGHT_REQUESTS, minimum=1, maximum=1_000_000
+        ) or DEFAULT_IN_FLIGHT_REQUESTS,
     )

@@ -9,13 +9,14 @@ pulumi-command, pulumi-docker).
    with tomli-w, sent through stdin (it holds the token) to
    /srv/gitlab-runner/config/config.toml, mode 0600.
 3. `<name>-image`, `<name>-container`: gitlab/gitlab-runner (pinned) with docker.sock, its
-   config folder and the role's mounts. The container carries the SHA-256 of config.toml
-   rendered with the runner's ID in place of its token (nothing secret, nothing reversible),
-   so any change of the file, or a new runner, replaces the container.
+   config folder and the role's mounts. A change of config.toml (or a new runner's token)
+   rewrites the file only: gitlab-runner watches it and reloads it, the container keeps
+   running with its jobs (docs/operations.md, "What a change restarts"). `configSha256`
+   (config.toml rendered with the runner's ID in place of its token) tells a change apart.
 
 Token rotation: see docs/gitlab.md. A change of `runnerTokenRotation` replaces the
-UserRunner (a new runner and token; the old runner is deleted), which rewrites config.toml
-and replaces the container. The runner's own renewals are kept by the script.
+UserRunner (a new runner and token; the old runner is deleted), which rewrites config.toml;
+the running container reloads it. The runner's own renewals are kept by the script.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ CONFIG_MODE = 0o600
 DOCKER_SOCK = "/var/run/docker.sock"
 RUNNER_IMAGE = "gitlab/gitlab-runner"
 CONTAINER_NAME = "gitlab-runner"
-CONFIG_HASH_LABEL = "delivery.gitlab-runner.config-sha256"
 ACME_CA_FILE = f"{CONFIG_DIR}/certs/acme-ca.pem"
 IN_ACME_CA_FILE = "/etc/gitlab-runner/certs/acme-ca.pem"
 DOCKER_CERTS_D = "/etc/docker/certs.d"
@@ -236,8 +236,10 @@ class GitLabRunner(pulumi.ComponentResource):
             restart="always",
             envs=[f"TZ={args.timezone}"],
             volumes=[docker.ContainerVolumeArgs(host_path=h, container_path=c) for h, c in mounts],
+            # No hash of config.toml here: gitlab-runner re-reads the file when it changes, so a
+            # new config (or token) never replaces the container and never kills running jobs.
             labels=[
-                docker.ContainerLabelArgs(label=CONFIG_HASH_LABEL, value=self.config_sha256),
+                docker.ContainerLabelArgs(label="delivery.managed-by", value="pulumi"),
                 docker.ContainerLabelArgs(label="delivery.gitlab-runner.role", value=s.role),
             ],
             opts=pulumi.ResourceOptions(

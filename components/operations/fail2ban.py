@@ -55,6 +55,9 @@ PACKAGES = ("fail2ban", "nftables", "python3-systemd", "python3-pyinotify")
 #: tests/test_fail2ban.py against components/services/traefik.py).
 DASHBOARD_ROUTER = "dashboard@file"
 GITLAB_ROUTER = "gitlab@file"
+#: GitLab's routers: the catch-all and the rate-limited sign-in and API ones.
+GITLAB_ROUTERS = (GITLAB_ROUTER, "gitlab-sign-in@file", "gitlab-api@file")
+_GITLAB_ROUTERS = "(?:" + "|".join(GITLAB_ROUTERS) + ")"
 
 #: nftables table and chains of the ban actions (fail2ban's stock nftables action).
 BAN_TABLE = "f2b-table"
@@ -82,10 +85,10 @@ def _any_request(path: str = r"\S+", method: str = "[A-Z]+") -> str:
 FAILREGEX: dict[str, list[str]] = {
     "traefik-dashboard": [_line(_any_request(), "401", DASHBOARD_ROUTER.replace(".", r"\."))],
     "gitlab-auth": [
-        _line(_any_request(r"/users/sign_in(?:\?\S*)?", "POST"), "(?:200|401|422)", GITLAB_ROUTER),
-        _line(_any_request(r"/oauth/token(?:\?\S*)?", "POST"), "(?:400|401)", GITLAB_ROUTER),
-        _line(_any_request(r"/api/v4/\S*"), "401", GITLAB_ROUTER),
-        _line(_any_request(r"/jwt/auth(?:\?\S*)?"), "401", GITLAB_ROUTER),
+        _line(_any_request(r"/users/sign_in(?:\?\S*)?", "POST"), "(?:200|401|422)", _GITLAB_ROUTERS),
+        _line(_any_request(r"/oauth/token(?:\?\S*)?", "POST"), "(?:400|401)", _GITLAB_ROUTERS),
+        _line(_any_request(r"/api/v4/\S*"), "401", _GITLAB_ROUTERS),
+        _line(_any_request(r"/jwt/auth(?:\?\S*)?"), "401", _GITLAB_ROUTERS),
     ],
     "http-scanner": [_line(_any_request(r"\S+", r"\S+"), "(?:400|404)", r"[^\"]*")],
 }

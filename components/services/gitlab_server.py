@@ -4,8 +4,10 @@ The seed's gitlab.rb is generated from config as data (`gitlab_settings`), rende
 Ruby literals (`render_gitlab_rb`) and installed in /srv/services/gitlab/config (the
 container's /etc/gitlab) by scripts/install-files.sh. The initial root password goes in
 its own file, read by gitlab.rb through omnibus' `from_file` only while it exists, so
-gitlab.rb holds no secret and its hash can label the container: a changed gitlab.rb
-replaces the container, which reconfigures GitLab on start.
+gitlab.rb holds no secret. A changed gitlab.rb never replaces the container:
+`<name>-reconfigure` runs `gitlab-ctl reconfigure` in the running one (components/services/
+in_place.py); a new container reconfigures on start. Only the image, the ports, the volumes,
+the host name and the environment replace it.
 
 GitLab reads the initial root password only when it seeds its database, so the password file
 lives only that long: its own step installs it only while the database is absent
@@ -40,6 +42,7 @@ from ..config import HostConfig
 from ..config.services import GitLabSettings, Hostnames
 from ..host.host_files import install_files
 from ..host.remote_script import FileSpec, run_script, sha256
+from .in_place import RECONFIGURE, apply_on_change
 
 SCRIPTS = Path(__file__).parent / "scripts"
 IMAGE = "gitlab/gitlab-ce"
@@ -66,7 +69,8 @@ DATABASE_MARKER = f"{SRV}/data/postgresql/data/PG_VERSION"
 #: Run by the image's /assets/wrapper after `gitlab-ctl reconfigure` on every start (a failed
 #: reconfigure stops the wrapper before it): the password file has been used, or was not needed.
 FORGET_ROOT_PASSWORD = f"rm -f -- {shlex.quote(ROOT_PASSWORD_IN_CONTAINER)}"
-CONFIG_HASH_LABEL = "delivery.gitlab-rb-sha256"
+#: What the running container last applied (components/services/in_place.py).
+RECONFIGURE_STAMP = f"{SRV}/.reconfigured"
 
 #: The seed's proxy headers: GitLab (and its registry) sit behind Traefik, which terminates TLS.
 PROXY_HEADERS = {
@@ -207,6 +211,8 @@ class GitLabServer(pulumi.ComponentResource):
     root_password: Any
     """The initial root password's step: installs it only while GitLab has no database."""
     container: docker.Container
+    reconfigure: Any
+    """Runs `gitlab-ctl reconfigure` in the running container when gitlab.rb changed."""
     ready: Any
     """The readiness gate (remote.Command): GitLab's API answers once it has run."""
     volumes: dict[str, docker.Volume]
@@ -273,7 +279,8 @@ class GitLabServer(pulumi.ComponentResource):
             hostname=args.hostnames.gitlab,
             restart="always",
             shm_size=settings.shm_size_mb,
-            envs=[f"TZ={args.timezone}", f"GITLAB_POST_RECONFIGURE_SCRIPT={FORGET_ROOT_PASSWORD}"],
+            # No TZ: gitlab.rb's time_zone is GitLab's, applied by a reconfigure.
+            envs=[f"GITLAB_POST_RECONFIGURE_SCRIPT={FORGET_ROOT_PASSWORD}"],
             ports=None if args.network is not None else ports,
             networks_advanced=(
                 [docker.ContainerNetworksAdvancedArgs(name=args.network, aliases=[CONTAINER_NAME])]
@@ -293,7 +300,6 @@ class GitLabServer(pulumi.ComponentResource):
             ),
             labels=[
                 docker.ContainerLabelArgs(label="delivery.managed-by", value="pulumi"),
-                docker.ContainerLabelArgs(label=CONFIG_HASH_LABEL, value=sha256(gitlab_rb)),
             ],
             stop_timeout=120,
             destroy_grace_seconds=120,
@@ -314,6 +320,20 @@ class GitLabServer(pulumi.ComponentResource):
             parent=self,
             depends_on=[self.container],
             rerun_on=[self.container.id],
+        )
+
+        # A changed gitlab.rb: `gitlab-ctl reconfigure` in the running container, once it is ready.
+        self.reconfigure = apply_on_change(
+            f"{name}-reconfigure",
+            host=host,
+            private_key=args.ssh_private_key,
+            container=self.container,
+            container_name=CONTAINER_NAME,
+            stamp=RECONFIGURE_STAMP,
+            action=RECONFIGURE,
+            fingerprint=sha256(gitlab_rb),
+            parent=self,
+            after=[self.config, self.ready],
         )
 
         self.url = pulumi.Output.from_input(f"https://{args.hostnames.gitlab}")

@@ -174,6 +174,8 @@ def build_services(cfg: StackConfig, hosts: Mapping[str, DockerHost], trust: Opt
                 review_apps=review_daemon is not None,
                 wildcard=wildcard.traefik,
                 after=[on_host.setup],
+                rate_limits=cfg.operations.rate_limits,
+                in_flight_requests=cfg.operations.in_flight_requests,
             ),
             opts=provider,
         )

@@ -21,14 +21,17 @@ rendered as data):
     letsencrypt/acme*.json      ACME state (mode 600, owned by Traefik, never overwritten)
     logs/access.log             access log
 
-A change of the static config changes a label of the container, which replaces it; the dynamic
-files are reloaded by the file provider.
+A change of what Traefik reads only at start (the static config, the ACME CA, the DNS
+credentials) restarts the running container in place (`<name>-restart`,
+components/services/in_place.py), never replaces it; the dynamic files are reloaded by the
+file provider.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -37,10 +40,12 @@ import pulumi_docker as docker
 import yaml
 
 from ..config import HostConfig
+from ..config.operations import DEFAULT_IN_FLIGHT_REQUESTS, DEFAULT_RATE_LIMITS, RateLimit
 from ..config.services import LETS_ENCRYPT, LETS_ENCRYPT_STAGING, AcmeSettings, Hostnames, ProductionApp, TraefikSettings
 from ..host.host_files import Ensure, install_files
 from ..host.remote_script import FileSpec, sha256
 from .gitlab_server import GitLabUpstream
+from .in_place import RESTART, apply_on_change
 
 IMAGE = "traefik"
 CONTAINER_NAME = "traefik"
@@ -71,6 +76,14 @@ REVIEW_EGRESS_NETWORK = "delivery-review-egress"
 
 # -- names in the dynamic config -----------------------------------------------------------
 SECURITY_HEADERS = "security-headers"
+IN_FLIGHT = "in-flight"
+"""inFlightReq on the public HTTP entrypoints (per client address)."""
+GITLAB_SIGN_IN_ROUTER = "gitlab-sign-in"
+GITLAB_API_ROUTER = "gitlab-api"
+#: The rate-limited routes: config name -> the rateLimit middleware (docs/operations.md).
+RATE_LIMIT_MIDDLEWARES = {"gitlabSignIn": "ratelimit-gitlab-sign-in", "gitlabApi": "ratelimit-gitlab-api", "registry": "ratelimit-registry"}
+#: GitLab's sign-in form and OAuth password grant (rate-limited as `gitlabSignIn`).
+GITLAB_SIGN_IN_PATHS = ("/users/sign_in", "/oauth/token")
 DASHBOARD_AUTH = "dashboard-auth"
 REVIEW_ROUTER = "review-apps"
 HTTP_RESOLVER = "letsencrypt"
@@ -88,6 +101,8 @@ ACME_CA_FILE = f"{CERTS_DIR}/acme-ca.pem"
 LETSENCRYPT_DIR = f"{SRV}/letsencrypt"
 LOGS_DIR = f"{SRV}/logs"
 SECRETS_DIR = f"{SRV}/secrets"
+#: What the running edge last applied (components/services/in_place.py).
+RESTART_STAMP = f"{SRV}/.applied-at-start"
 #: Rewritten in place by whoever delivers certificate files, to make the file provider reload.
 RELOAD_STAMP = f"{DYNAMIC_DIR}/wildcard-reload.stamp"
 #: Where the edge kept Staging's client certificate before the review instance existed: removed.
@@ -176,7 +191,7 @@ class WildcardParts:
     volumes: tuple[tuple[str, str], ...] = ()
     """Read-only (host path, container path) mounts."""
     restart_trigger: Optional[pulumi.Output[Any]] = None
-    """A secret value whose change replaces the edge (lego reads credentials at start)."""
+    """A secret value whose change restarts the edge in place (lego reads credentials at start)."""
     ready: tuple[pulumi.Resource, ...] = ()
     """Steps that must finish before the edge starts."""
 
@@ -195,6 +210,28 @@ class EdgeSpec:
     review_upstream: Optional[str] = None
     """http://traefik-review:80 when review apps are forwarded; None leaves the router out."""
     wildcard: WildcardParts = field(default_factory=WildcardParts)
+    rate_limits: dict[str, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    """rateLimit per route (`traefikRateLimits`)."""
+    in_flight_requests: int = DEFAULT_IN_FLIGHT_REQUESTS
+    """inFlightReq amount per client address (`traefikInFlightRequests`)."""
+
+
+#: Group requests by the client's own address (the edge is the first proxy): X-Forwarded-For
+#: from the client is not believed. Not `ipStrategy: {}`: Traefik rejects the whole file
+#: ("ipStrategy cannot be a standalone element"), which the JSON schema accepts; and
+#: inFlightReq without a criterion groups by the Host header.
+BY_CLIENT_ADDRESS = {"ipStrategy": {"depth": 0}}
+
+
+def rate_limit_middleware(limit: RateLimit) -> dict[str, Any]:
+    return {
+        "rateLimit": {
+            "average": limit.average,
+            "period": f"{limit.period}s",
+            "burst": limit.burst,
+            "sourceCriterion": copy.deepcopy(BY_CLIENT_ADDRESS),
+        }
+    }
 
 
 def base_static(access_log: str, *, internals: bool = False) -> dict[str, Any]:
@@ -221,11 +258,16 @@ def edge_static_config(spec: EdgeSpec) -> dict[str, Any]:
                 # challenge is answered on :80 although everything else is redirected.
                 WEB: {
                     "address": ENTRYPOINTS[WEB],
-                    "http": {"redirections": {"entryPoint": {"to": WEBSECURE, "scheme": "https", "permanent": True}}},
+                    "http": {
+                        "redirections": {"entryPoint": {"to": WEBSECURE, "scheme": "https", "permanent": True}},
+                        "middlewares": [f"{IN_FLIGHT}@file"],
+                    },
                 },
                 WEBSECURE: {
                     "address": ENTRYPOINTS[WEBSECURE],
                     "asDefault": True,
+                    # Every router of the entrypoint (review apps included) gets it first.
+                    "http": {"middlewares": [f"{IN_FLIGHT}@file"]},
                     # v3 defaults to 60 s, too short for large registry pushes and git clones.
                     "transport": {"respondingTimeouts": {"readTimeout": "1800s"}},
                 },
@@ -296,10 +338,32 @@ def edge_dynamic_config(spec: EdgeSpec) -> dict[str, Any]:
     tcp: dict[str, Any] = {}
     h = spec.hostnames
     g = spec.gitlab
+    limits = spec.rate_limits
+    middlewares: dict[str, Any] = {
+        SECURITY_HEADERS: security_headers(),
+        IN_FLIGHT: {"inFlightReq": {"amount": spec.in_flight_requests, "sourceCriterion": copy.deepcopy(BY_CLIENT_ADDRESS)}},
+    }
     if g is not None:
+        for key in RATE_LIMIT_MIDDLEWARES:
+            middlewares[RATE_LIMIT_MIDDLEWARES[key]] = rate_limit_middleware(limits[key])
         routers["gitlab"] = _https_router(h.gitlab, "gitlab")
+        # Longer rules than Host() alone: Traefik's default priority (the rule's length) picks them first.
+        sign_in = " || ".join(f"Path(`{p}`)" for p in GITLAB_SIGN_IN_PATHS)
+        routers[GITLAB_SIGN_IN_ROUTER] = {
+            **_https_router(h.gitlab, "gitlab"),
+            "rule": f"{host_rule(h.gitlab)} && ({sign_in})",
+            "middlewares": [RATE_LIMIT_MIDDLEWARES["gitlabSignIn"], SECURITY_HEADERS],
+        }
+        routers[GITLAB_API_ROUTER] = {
+            **_https_router(h.gitlab, "gitlab"),
+            "rule": f"{host_rule(h.gitlab)} && PathPrefix(`/api/`)",
+            "middlewares": [RATE_LIMIT_MIDDLEWARES["gitlabApi"], SECURITY_HEADERS],
+        }
         services["gitlab"] = _service(f"http://{g.host}:{g.http_port}")
-        routers["registry"] = _https_router(h.registry, "registry")
+        routers["registry"] = {
+            **_https_router(h.registry, "registry"),
+            "middlewares": [RATE_LIMIT_MIDDLEWARES["registry"], SECURITY_HEADERS],
+        }
         services["registry"] = _service(f"http://{g.host}:{g.registry_port}")
         tcp = {
             "routers": {GITLAB_SSH: {"entryPoints": [GITLAB_SSH], "rule": "HostSNI(`*`)", "service": GITLAB_SSH}},
@@ -319,7 +383,7 @@ def edge_dynamic_config(spec: EdgeSpec) -> dict[str, Any]:
         }
         services[REVIEW_ROUTER] = {"loadBalancer": {"servers": [{"url": spec.review_upstream}], "passHostHeader": True}}
     config: dict[str, Any] = {
-        "http": {"routers": routers, "services": services, "middlewares": {SECURITY_HEADERS: security_headers()}},
+        "http": {"routers": routers, "services": services, "middlewares": middlewares},
         "tls": {
             "options": {
                 "default": {
@@ -402,6 +466,10 @@ class EdgeTraefikArgs:
     wildcard: WildcardParts = field(default_factory=WildcardParts)
     after: Sequence[pulumi.Resource] = field(default_factory=tuple)
     """Steps that must finish first (the host's /srv layout)."""
+    rate_limits: dict[str, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    """rateLimit per route (`traefikRateLimits`)."""
+    in_flight_requests: int = DEFAULT_IN_FLIGHT_REQUESTS
+    """inFlightReq amount per client address (`traefikInFlightRequests`)."""
 
 
 class EdgeTraefik(pulumi.ComponentResource):
@@ -412,6 +480,8 @@ class EdgeTraefik(pulumi.ComponentResource):
     dynamic: dict[str, Any]
     files: Any
     container: docker.Container
+    restart: Any
+    """The step that restarts the container in place when what it reads at start changes."""
     entrypoints: dict[str, str]
     dashboard_url: Optional[pulumi.Output[str]]
 
@@ -431,6 +501,8 @@ class EdgeTraefik(pulumi.ComponentResource):
             dashboard=s.dashboard_users is not None,
             review_upstream=f"http://{REVIEW_CONTAINER_NAME}:{REVIEW_PORT}" if args.review_apps else None,
             wildcard=args.wildcard,
+            rate_limits=dict(args.rate_limits),
+            in_flight_requests=args.in_flight_requests,
         )
         self.static = edge_static_config(spec)
         self.dynamic = edge_dynamic_config(spec)
@@ -465,8 +537,6 @@ class EdgeTraefik(pulumi.ComponentResource):
             depends_on=list(args.after),
         )
 
-        # What only a restart applies: the static config and the CA it trusts.
-        restart_hash = sha256(static_yaml, acme_ca or "")
         image = docker.RemoteImage(
             f"{name}-image", name=f"{IMAGE}:{s.version}", keep_locally=True, opts=pulumi.ResourceOptions(parent=self)
         )
@@ -499,15 +569,29 @@ class EdgeTraefik(pulumi.ComponentResource):
             healthcheck=traefik_healthcheck(),
             labels=[
                 docker.ContainerLabelArgs(label="delivery.managed-by", value="pulumi"),
-                docker.ContainerLabelArgs(label=STATIC_HASH_LABEL, value=restart_hash),
             ],
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[self.files, *args.wildcard.ready],
                 delete_before_replace=True,
                 replace_on_changes=["healthcheck"],
-                replacement_trigger=args.wildcard.restart_trigger,
             ),
+        )
+        # What Traefik reads only when it starts: the static config (ACME e-mail and CA,
+        # entrypoints), the CA it trusts, the DNS credentials lego reads (secret: their hash).
+        # A change restarts the running container in place; it is never replaced for it.
+        restart_on = pulumi.Output.all(sha256(static_yaml, acme_ca or ""), args.wildcard.restart_trigger)
+        self.restart = apply_on_change(
+            f"{name}-restart",
+            host=args.host,
+            private_key=args.ssh_private_key,
+            container=self.container,
+            container_name=CONTAINER_NAME,
+            stamp=RESTART_STAMP,
+            action=RESTART,
+            fingerprint=restart_on.apply(lambda v: sha256(json.dumps(v, sort_keys=True))),
+            parent=self,
+            after=[self.files, *args.wildcard.ready],
         )
 
         self.entrypoints = dict(ENTRYPOINTS)

@@ -42,6 +42,8 @@ ROLES = {
 PUBLISHED = {"production": (80, 443, 1023), "services": (), "staging": ()}
 APP_PORT = 8000
 GITLAB_API_TOKEN = "glpat-e2eMOCKtoken0123456789"
+#: traefikRateLimits.gitlabSignIn of the e2e platform: 5 per 10 s, bursts of 5.
+SIGN_IN_LIMIT = {"average": 5, "period": 10, "burst": 5}
 #: The GitLab stand-in reads this file (its /etc/gitlab) to decide when it turns ready.
 STANDIN_CONFIG = "/srv/services/gitlab/config/gitlab-standin.json"
 STANDIN_READY = "/srv/services/gitlab/config/gitlab-standin.ready"
@@ -143,6 +145,8 @@ def stack_configs(hosts: dict[str, DisposableHost], acme: AcmeServer, private_ke
         traefikDashboardUsers=dashboard_users,
         productionApps=[{"name": "demo", "host": f"app.{DOMAIN}", "url": f"http://{hosts['production'].ip}:{APP_PORT}"}],
         gitlabReadyTimeoutSeconds=300,
+        # Small enough for a burst to exceed, quick to refill (other tests ask for /users/sign_in).
+        traefikRateLimits={"gitlabSignIn": SIGN_IN_LIMIT},
     )
     for key in ("dockerVersion", "dnsCredentials"):
         production.pop(key, None)

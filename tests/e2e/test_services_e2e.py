@@ -30,6 +30,7 @@ from .docker_engine import DockerEngine
 from .services_platform import (
     APP_PORT,
     DOMAIN,
+    SIGN_IN_LIMIT,
     Services,
     bring_up,
     container_states,
@@ -205,6 +206,22 @@ def test_dashboard_needs_credentials(services):
     token = base64.b64encode(f"admin:{services.dashboard_password}".encode()).decode()
     status, _, _, _ = https(services, DASHBOARD, "/dashboard/", headers={"Authorization": f"Basic {token}"})
     assert status == 200
+
+
+# -- rate limits (traefikRateLimits; docs/operations.md, "Rate limits") ---------------------------------
+def test_a_burst_over_the_sign_in_limit_gets_429_while_other_traffic_passes(services):
+    period = SIGN_IN_LIMIT["period"]
+    time.sleep(period + 1)  # a full bucket, whatever earlier tests asked
+    statuses = [https(services, GITLAB, "/users/sign_in")[0] for _ in range(3 * SIGN_IN_LIMIT["burst"])]
+    assert statuses[: SIGN_IN_LIMIT["burst"]] == [200] * SIGN_IN_LIMIT["burst"], statuses
+    assert statuses.count(429) >= SIGN_IN_LIMIT["burst"], statuses
+    # Meanwhile the same client's ordinary requests pass: other routes have their own limits.
+    for host, path in ((GITLAB, "/explore"), (GITLAB, "/api/v4/version"), (REGISTRY, "/v2/")):
+        status, _, body, _ = https(services, host, path)
+        assert status == 200 and echo(body)["raw_path"] == path, (host, path, status)
+    # And the sign-in page answers again once the bucket refills.
+    eventually("the sign-in page after the burst", lambda: https(services, GITLAB, "/users/sign_in")[0] == 200,
+               timeout=3 * period, interval=1)
 
 
 # -- the readiness gate ------------------------------------------------------------------------------
@@ -414,3 +431,84 @@ def test_a_second_up_of_both_stacks_changes_nothing_and_restarts_nothing(service
     assert after == before
     _log(f"figures: {json.dumps({k: round(v, 1) for k, v in services.timings.items()})}; resources: "
          + ", ".join(f"{u.stack} {len(u.mocks.resources)}" for u in ups))
+
+
+# -- what a change restarts (docs/operations.md, "What a change restarts") -------------------------
+# After every other test of the module (they change the production stack's config). Each change
+# is one `pulumi up` of the production stack; the claims of the churn table for that key are
+# compared with container IDs and StartedAt on Production and Services before and after it.
+STANDIN_CALLS = "/srv/services/gitlab/logs/standin-calls.jsonl"
+
+
+def reconfigure_calls(services: Services) -> list[dict]:
+    out = services.hosts["services"].exec(f"cat {STANDIN_CALLS} 2>/dev/null || true").stdout
+    calls = [json.loads(line) for line in out.splitlines() if line.strip()]
+    return [c for c in calls if c["program"] == "gitlab-ctl" and c["args"][:1] == ["reconfigure"]]
+
+
+def change(services: Services, key: str, value: Any) -> tuple[set, set, dict]:
+    """Set `key` in the production stack, run it; return (what the table claims for the
+    containers on these hosts, what happened to them, the run's step outputs by name)."""
+    from churn_table import churn_table  # tests/churn_table.py
+
+    engines = {h: operator_engine(services, h) for h in ("production", "services")}
+    before = {h: container_states(e) for h, e in engines.items()}
+    reconfigured = len(reconfigure_calls(services))
+    services.production_config[key] = value
+    t0 = time.monotonic()
+    up = services.up("production")
+    services.timings[f"change_{key}"] = time.monotonic() - t0
+    measured = set()
+    for h, engine in engines.items():
+        after = container_states(engine)
+        for name, (cid, started) in before[h].items():
+            now = after.get(name)
+            if now is None or now[0] != cid:
+                measured.add((name, "replaced"))
+            elif now[1] != started:
+                measured.add((name, "restarted in place"))
+    calls = reconfigure_calls(services)[reconfigured:]
+    if calls:
+        measured.add(("gitlab", "reconfigured in place"))
+    present = {name for states in before.values() for name in states}
+    claimed = {(name, effect) for name, effect in churn_table()[key] if name in present}
+    _log(f"change of {key}: {sorted(measured)} in {services.timings[f'change_{key}']:.1f}s")
+    return claimed, measured, {r.name: r.stdout for r in up.mocks.runs}
+
+
+def gitlab_answers_through_the_edge(services: Services) -> None:
+    eventually("GitLab through the edge", lambda: ok(https(services, GITLAB, "/explore")), timeout=60)
+
+
+def test_change_runner_config_toml_rewrites_the_file_and_the_runner_reloads_it(services):
+    claimed, measured, steps = change(services, "runners", {"production-runner": {"concurrent": 3}})
+    assert claimed == measured == set()
+    assert steps["gitlab-runner-production-config"].startswith("changed: /srv/gitlab-runner/config/config.toml")
+    logs = services.production.exec("docker logs gitlab-runner 2>&1").stdout
+    assert "reloaded concurrent=3 " in logs, logs[-2000:]  # the stand-in, as gitlab-runner does
+
+
+def test_change_timezone_reconfigures_gitlab_in_place(services):
+    claimed, measured, steps = change(services, "timezone", "Asia/Tokyo")
+    assert ("gitlab", "reconfigured in place") in claimed
+    assert measured == claimed
+    assert steps["gitlab-server-reconfigure"] == "reconfigured: gitlab"
+    call = reconfigure_calls(services)[-1]
+    host = services.hosts["services"]
+    rb = "/srv/services/gitlab/config/gitlab.rb"
+    # The reconfigure ran after the new gitlab.rb was in place (same kernel clock).
+    assert call["at"] >= float(host.exec(f"stat -c %.9Y {rb}").stdout.strip()), call
+    if "gitlab_rb_sha256" in call:  # the stand-in of this tree (the harness's tag is shared by sessions)
+        assert call["gitlab_rb_sha256"] == host.exec(f"sha256sum {rb}").stdout.split()[0]
+    assert "Asia/Tokyo" in services.hosts["services"].exec("cat /srv/services/gitlab/config/gitlab.rb").stdout
+    gitlab_answers_through_the_edge(services)
+
+
+@pytest.mark.parametrize("key", ["dnsExecScript", "acmeEmail"])
+def test_change_of_dns_credentials_or_acme_email_restarts_the_edge_once_in_place(services, key):
+    value = services.production_config[key] + "# changed\n" if key == "dnsExecScript" else "ops2@platform.test"
+    claimed, measured, steps = change(services, key, value)
+    assert claimed == {("traefik", "restarted in place")}
+    assert measured == claimed
+    assert steps["traefik-restart"] == "restarted: traefik"
+    gitlab_answers_through_the_edge(services)

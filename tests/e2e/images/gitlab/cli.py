@@ -7,10 +7,12 @@ arguments), then:
 * gitlab-backup create: writes /var/opt/gitlab/backups/<epoch>_<Y_m_d>_<version>_gitlab_backup.tar
   holding /var/opt/gitlab (but its backups folder) and prints its name as GitLab does;
 * gitlab-backup restore BACKUP=<id>: extracts that archive over /var/opt/gitlab;
-* everything else (gitlab-ctl reconfigure, stop, start, registry-garbage-collect, gitlab-rake ...):
+* gitlab-ctl reconfigure: recorded with the SHA-256 of /etc/gitlab/gitlab.rb it would apply;
+* everything else (stop, start, registry-garbage-collect, gitlab-rake ...):
   recorded only, exit 0.
 """
 
+import hashlib
 import json
 import os
 import sys
@@ -19,15 +21,24 @@ import time
 import urllib.request
 
 CALLS = "/var/log/gitlab/standin-calls.jsonl"
+GITLAB_RB = "/etc/gitlab/gitlab.rb"
 DATA = "/var/opt/gitlab"
 BACKUPS = f"{DATA}/backups"
 VERSION = os.environ.get("GITLAB_STANDIN_VERSION", "0.0.0-ce.0")
 
 
 def record(prog: str, args: list) -> None:
+    entry = {"at": time.time(), "program": prog, "args": args}
+    if prog == "gitlab-ctl" and args[:1] == ["reconfigure"]:
+        # What a reconfigure would apply: the SHA-256 of /etc/gitlab/gitlab.rb at the call.
+        try:
+            with open(GITLAB_RB, "rb") as f:
+                entry["gitlab_rb_sha256"] = hashlib.sha256(f.read()).hexdigest()
+        except OSError:
+            entry["gitlab_rb_sha256"] = None
     os.makedirs(os.path.dirname(CALLS), exist_ok=True)
     with open(CALLS, "a") as f:
-        f.write(json.dumps({"at": time.time(), "program": prog, "args": args}) + "\n")
+        f.write(json.dumps(entry) + "\n")
 
 
 def healthcheck() -> int:
