@@ -4,8 +4,11 @@
 
 * authoritative for one zone (`dev.<domain>`), updatable with one TSIG key, for TXT records only
   (`update-policy { grant <key> zonesub TXT; }`: what DNS-01 needs, nothing more);
-* every other name is forwarded to pebble-challtestsrv (tests/e2e/acme.py), which answers every
-  A query with Production's address, as the public DNS of the platform would;
+* the rest of the platform's domain is forwarded to pebble-challtestsrv (tests/e2e/acme.py),
+  which answers every A query with Production's address, as the public DNS of the platform would;
+* every other name is forwarded to `upstream` (the resolvers the hosts used before: this
+  machine's, e.g. for the Debian mirror Docker is installed from), so a host that resolves
+  through BIND resolves what it resolved before, plus the zone;
 * its log (category `update`) records each dynamic update with the key that signed it.
 
 One `named` at a time can own the bridge's port 53: `start()` takes a lock file (bounded wait)
@@ -42,6 +45,10 @@ class BindServer:
     """The zone it is authoritative for (dev.<domain>)."""
     zone_ip: str
     """A record of the zone's apex and of every name under it (Production)."""
+    domain: str
+    """The platform's domain: forwarded to challtestsrv."""
+    upstream: tuple[str, ...] = ()
+    """Resolvers for every other name (none: they fail)."""
     work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="delivery-e2e-bind-")))
     secret: str = field(default_factory=lambda: base64.b64encode(secrets.token_bytes(32)).decode())
     _proc: Optional[subprocess.Popen] = None
@@ -55,6 +62,17 @@ class BindServer:
     def auth_token(self) -> str:
         """Lexicon ddns's `auth_token`: <algorithm>:<key name>:<secret>."""
         return f"{ALGORITHM}:{KEY_NAME}:{self.secret}"
+
+    @staticmethod
+    def machine_resolvers(path: str = "/etc/resolv.conf") -> tuple[str, ...]:
+        """The IPv4 nameservers of this machine's resolv.conf (loopback ones are skipped: BIND
+        listens on the bridge only and could not reach a local stub the hosts do not use)."""
+        found = []
+        for line in Path(path).read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "nameserver" and "." in parts[1] and not parts[1].startswith("127."):
+                found.append(parts[1])
+        return tuple(found)
 
     def _config(self, forward_ip: str, forward_port: int) -> str:
         w = self.work
@@ -72,7 +90,7 @@ options {{
   allow-query {{ any; }};
   allow-recursion {{ any; }};
   forward only;
-  forwarders {{ {forward_ip} port {forward_port}; }};
+  forwarders {{ {"".join(f"{u}; " for u in self.upstream)}}};
   dnssec-validation no;
   notify no;
 }};
@@ -82,6 +100,11 @@ logging {{
   category update {{ main; }};
   category update-security {{ main; }};
   category lame-servers {{ null; }};
+}};
+zone "{self.domain}" {{
+  type forward;
+  forward only;
+  forwarders {{ {forward_ip} port {forward_port}; }};
 }};
 zone "{self.zone}" {{
   type primary;
