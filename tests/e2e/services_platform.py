@@ -190,7 +190,8 @@ def bring_up(daemon: PrivateDockerd, host_image: str, log: Callable[[str], None]
              variant: Optional[WildcardVariant] = None, stacks: Sequence[str] = ("production", "staging")) -> Services:
     """Start everything and run the stacks once (production first). The GitLab stand-in reports
     "not ready" until `gate_delay` seconds after its container runs (the readiness gate must
-    hold the API back; None: it turns ready 3 s after start, its default). `variant`: another DNS-01 set-up (stopped with the Services)."""
+    hold the API back; None: it turns ready 3 s after start, its default). `variant`: another
+    DNS-01 set-up (stopped with the Services)."""
     from conftest import PRODUCTION_SECRETS
 
     t0 = time.monotonic()
