@@ -8,7 +8,7 @@ VENV ?= .venv
 STACK ?= production
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
-APT_PACKAGES := shellcheck systemd docker.io containerd runc iptables iproute2 debootstrap debian-archive-keyring ca-certificates busybox nftables fail2ban logrotate util-linux pebble
+APT_PACKAGES := shellcheck systemd docker.io containerd runc iptables iproute2 debootstrap debian-archive-keyring ca-certificates busybox nftables fail2ban logrotate util-linux pebble bind9
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 
 .PHONY: deps system-deps venv test test-unit test-e2e measure preview up pulumi-cli adopt-check

@@ -191,3 +191,20 @@ def test_exec_provider_needs_its_script_and_no_credentials():
 def test_exec_script_without_the_exec_provider_is_an_error():
     cfg = production_config(dnsExecScript="#!/bin/sh\ntrue\n")
     assert "delivery:dnsExecScript: is only used with dnsProvider exec" in errors_of(cfg, secrets=PRODUCTION_SECRETS + ("dnsExecScript",))
+
+
+def test_lexicon_ddns_needs_its_zone_server_and_key():
+    """Lexicon's ddns provider reads its zone from its own `domain` option (the real dnsrobocert
+    fails inside its auth hook without it: tests/e2e/test_dnsrobocert_e2e.py)."""
+    cfg = production_config(wildcardMethod="dnsrobocert", dnsProvider="ddns",
+                            dnsCredentials={"auth_token": "hmac-sha256:acme:c2VjcmV0"})
+    msg = errors_of(cfg)
+    assert "delivery:dnsCredentials.domain: missing; Lexicon's ddns provider needs it: the DNS zone" in msg
+    assert "delivery:dnsCredentials.ddns_server: missing" in msg
+    assert "delivery:dnsCredentials.auth_token" not in msg
+    assert "c2VjcmV0" not in msg
+    full = {"auth_token": "hmac-sha256:acme:c2VjcmV0", "ddns_server": "192.0.2.53", "domain": "example.com"}
+    s = load(production_config(wildcardMethod="dnsrobocert", dnsProvider="ddns", dnsCredentials=full)).services
+    assert sorted(s.wildcard.dns_credentials) == ["auth_token", "ddns_server", "domain"]
+    # Method traefik: lego's variables, not Lexicon's options.
+    assert load(production_config(dnsProvider="rfc2136", dnsCredentials={"RFC2136_NAMESERVER": "x"})).services.wildcard.method == "traefik"

@@ -44,6 +44,17 @@ DNS_PROVIDER = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 LEGO_VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]{0,127}$")
 #: dnsrobocert passes provider_options to Lexicon (auth_token, auth_username, ...).
 LEXICON_OPTION = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+#: Provider options a Lexicon provider cannot work without (method dnsrobocert), each with why.
+#: ddns (RFC 2136) reads its zone from its own option `domain`, not from the zone Lexicon resolved
+#: (Lexicon 3.21-3.25: it fails with "input to from_text() must be a string" without it,
+#: adferrand/dnsrobocert#887); it sends the update to port 53 of `ddns_server`, an IP address.
+LEXICON_REQUIRED_OPTIONS = {
+    "ddns": {
+        "auth_token": "the TSIG key as <algorithm>:<key name>:<base64 secret>",
+        "ddns_server": "the IP address of the primary server that accepts the updates (port 53)",
+        "domain": "the DNS zone that holds _acme-challenge.dev.<domain> (Lexicon's ddns provider does not find it itself)",
+    },
+}
 #: An htpasswd line with a bcrypt hash (`htpasswd -nbB`): $2y$/$2a$/$2b$, cost 04-31, 22 characters
 #: of salt and 31 of hash. Unsalted {SHA}, MD5 ($apr1$), crypt(3) and plain text are refused.
 HTPASSWD_BCRYPT_LINE = re.compile(r"[^:\s]+:\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
@@ -298,7 +309,7 @@ def _production_apps(r: ConfigReader, hostnames: Optional[Hostnames]) -> tuple[P
     return tuple(apps)
 
 
-def _dns_credentials(r: ConfigReader, method: Optional[str], required: bool) -> Optional[dict[str, pulumi.Output[str]]]:
+def _dns_credentials(r: ConfigReader, method: Optional[str], provider: Optional[str], required: bool) -> Optional[dict[str, pulumi.Output[str]]]:
     creds = r.secret_map("dnsCredentials", required=required)
     if creds is None:
         return None
@@ -317,6 +328,11 @@ def _dns_credentials(r: ConfigReader, method: Optional[str], required: bool) -> 
         elif method != "dnsrobocert" and name.endswith("_FILE"):
             r.error(f"dnsCredentials.{name}", "give the variable without _FILE: the program writes each value to a file and sets <NAME>_FILE itself")
             ok = False
+    if method == "dnsrobocert":
+        for name, what in LEXICON_REQUIRED_OPTIONS.get(provider or "", {}).items():
+            if name not in creds:
+                r.error(f"dnsCredentials.{name}", f"missing; Lexicon's {provider} provider needs it: {what}")
+                ok = False
     return creds if ok else None
 
 
@@ -353,7 +369,7 @@ def parse_services(r: ConfigReader, platform: Optional[PlatformConfig]) -> Optio
     wildcard = WildcardSettings(
         method=method or "traefik",
         dns_provider=provider,
-        dns_credentials=_dns_credentials(r, method, required=runs_traefik and provider != EXEC_PROVIDER),
+        dns_credentials=_dns_credentials(r, method, provider, required=runs_traefik and provider != EXEC_PROVIDER),
         propagation_seconds=r.integer("dnsPropagationSeconds", minimum=0, maximum=7200),
         resolvers=_resolvers(r),
         propagation_check=r.boolean("dnsPropagationCheck", default=True),

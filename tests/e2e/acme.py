@@ -10,7 +10,10 @@ containers in them) reach them and nothing else does.
   (the stack's `acmeCaCertificate`).
 * challtestsrv answers every A query with `default_ip` (Production's address: GitLab, the
   registry, the apps, the review apps all point there, as in real DNS) and serves the TXT
-  records that `set_txt` / the exec DNS provider set (DNS-01). pebble validates through it.
+  records that `set_txt` / the exec DNS provider set (DNS-01). pebble validates through it,
+  unless `dns_server` names another DNS server (tests/e2e/bind.py: BIND, authoritative for the
+  review apps' zone and forwarding the rest here; `dns_port` is then chosen before `start()`,
+  so that BIND can forward to it).
 
 Ports are free ports picked at start; every wait is bounded; `stop()` ends both processes.
 """
@@ -90,6 +93,8 @@ class AcmeServer:
     management_port: int = 0
     dns_port: int = 0
     api_port: int = 0
+    dns_server: Optional[str] = None
+    """host:port pebble resolves through (default: challtestsrv)."""
     listener_ca_pem: str = ""
     issuer_roots_pem: str = ""
     _procs: list[subprocess.Popen] = field(default_factory=list)
@@ -116,7 +121,7 @@ class AcmeServer:
             if not Path(binary).exists():
                 raise RuntimeError(f"{binary} is missing (apt-get install pebble)")
         self.acme_port, self.management_port = free_port(self.ip), free_port(self.ip)
-        self.dns_port, self.api_port = free_port(self.ip), free_port(self.ip)
+        self.dns_port, self.api_port = self.dns_port or free_port(self.ip), free_port(self.ip)
         self.listener_ca_pem, cert, key = _make_listener_pki(self.ip)
         (self.work / "cert.pem").write_text(cert)
         (self.work / "key.pem").write_text(key)
@@ -135,7 +140,7 @@ class AcmeServer:
                                      "-dns01", f"{self.ip}:{self.dns_port}", "-http01", "", "-https01", "",
                                      "-tlsalpn01", "", "-management", f"{self.ip}:{self.api_port}"], {})
         # No sleeps between validation attempts, no nonce rejections: a deterministic CA.
-        self._spawn("pebble", [PEBBLE, "-config", str(self.work / "pebble.json"), "-dnsserver", self.dns_address],
+        self._spawn("pebble", [PEBBLE, "-config", str(self.work / "pebble.json"), "-dnsserver", self.dns_server or self.dns_address],
                     {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -5,7 +5,10 @@
 * `gitlab/gitlab-ce:<gitlabVersion>`: a GitLab STAND-IN (images/gitlab/);
 * `gitlab/gitlab-runner:<gitlabRunnerVersion>`: a gitlab-runner STAND-IN (images/runner/);
 * `delivery-e2e/echo:1`: a small HTTP application (production app, review apps, hostile
-  containers).
+  containers);
+* `adferrand/dnsrobocert:<dnsrobocertVersion>` (on demand, `dnsrobocert_image`): the REAL
+  dnsrobocert from its PyPI wheels (images/dnsrobocert/requirements.txt pins versions and
+  SHA-256), installed offline in the build.
 
 The base is `build-image.sh standin` (bookworm minbase + python3, curl, wget, ca-certificates,
 tzdata). Images are built in the harness's private daemon with the exact tags the stack config
@@ -40,12 +43,14 @@ TRAEFIK_WHEELS = {
     "3.6.15": "dbaa3f62833f6cae80c823a1065ba7679417e98312793364d209fe32abd398e9",
 }
 ECHO_IMAGE = "delivery-e2e/echo:1"
+#: dnsrobocert versions with a pinned wheel set (images/dnsrobocert/requirements.txt).
+DNSROBOCERT_VERSIONS = ("3.26.1",)
 
 
 @dataclass(frozen=True)
 class ImageSpec:
     kind: str
-    """traefik, gitlab, runner or echo (the folder under images/)."""
+    """traefik, gitlab, runner, echo or dnsrobocert (the folder under images/)."""
     tag: str
     version: str = ""
 
@@ -58,6 +63,11 @@ def standard_images(traefik: str, gitlab: str, runner: str) -> list[ImageSpec]:
         ImageSpec("runner", f"gitlab/gitlab-runner:{runner}", runner),
         ImageSpec("echo", ECHO_IMAGE),
     ]
+
+
+def dnsrobocert_image(version: str) -> ImageSpec:
+    """dnsrobocert with the tag the program asks for (`adferrand/dnsrobocert:<version>`)."""
+    return ImageSpec("dnsrobocert", f"adferrand/dnsrobocert:{version}", version)
 
 
 def _run(argv: list[str], env: dict[str, str], timeout: float) -> str:
@@ -104,6 +114,31 @@ def traefik_binary(version: str) -> Path:
     return binary
 
 
+def dnsrobocert_wheels(version: str, dest: Path) -> None:
+    """Put the pinned wheels of dnsrobocert `version` into `dest` (downloaded once into the
+    cache; pip checks every SHA-256 of requirements.txt)."""
+    if version not in DNSROBOCERT_VERSIONS:
+        raise RuntimeError(f"no pinned wheel set for dnsrobocert {version} (tests/e2e/images/dnsrobocert/requirements.txt)")
+    requirements = CONTEXTS / "dnsrobocert" / "requirements.txt"
+    tag = hashlib.sha256(requirements.read_bytes()).hexdigest()[:12]
+    cached = CACHE / f"dnsrobocert-{version}-wheels-{tag}"
+    if not cached.is_dir():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=CACHE, prefix=".dnsrobocert-wheels-"))
+        try:
+            _run(["python3", "-m", "pip", "download", "--quiet", "--no-deps", "--require-hashes", "--only-binary=:all:",
+                  "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64",
+                  "--python-version", "3.11", "--implementation", "cp", "-d", str(tmp), "-r", str(requirements)],
+                 dict(os.environ), 900)
+            os.replace(tmp, cached)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    dest.mkdir(parents=True, exist_ok=True)
+    for wheel in cached.glob("*.whl"):
+        shutil.copy2(wheel, dest / wheel.name)
+
+
 def build(daemon: PrivateDockerd, specs: Iterable[ImageSpec], log=lambda _m: None) -> "ImageStore":
     """Build every image of `specs` in the harness's daemon (Docker's build cache makes a
     rebuild of an unchanged image quick); return the store that serves them."""
@@ -114,6 +149,8 @@ def build(daemon: PrivateDockerd, specs: Iterable[ImageSpec], log=lambda _m: Non
             shutil.copytree(CONTEXTS / spec.kind, ctx, dirs_exist_ok=True)
             if spec.kind == "traefik":
                 shutil.copy2(traefik_binary(spec.version), Path(ctx) / "traefik")
+            elif spec.kind == "dnsrobocert":
+                dnsrobocert_wheels(spec.version, Path(ctx) / "wheels")
             _run([DOCKER_BIN, "build", "--quiet", "--build-arg", f"BASE={base}", "--build-arg", f"VERSION={spec.version}",
                   "--tag", spec.tag, ctx], env, 900)
         log(f"image {spec.tag} ready ({spec.kind})")

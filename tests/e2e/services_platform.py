@@ -13,6 +13,10 @@ example stacks of tests/conftest.py with the keys a user sets for this environme
   challtestsrv's API), `dnsResolvers` = challtestsrv, `dnsPropagationCheck: false` (the test
   DNS answers no SOA queries, which lego's check needs);
 * the domain `platform.test`; every name resolves to Production (challtestsrv's default A).
+
+A `WildcardVariant` replaces those DNS-01 keys with another way to the wildcard certificate
+(tests/e2e/test_dnsrobocert_e2e.py: `wildcardMethod: dnsrobocert` with Lexicon's ddns provider
+against BIND); `stacks` limits the run to the production stack when staging is not needed.
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol, Sequence
 
-from .acme import AcmeServer
+from .acme import AcmeServer, free_port
 from .conftest import DisposableHost, start_host, stop_host
 from .dockerd import PrivateDockerd
-from .images import ECHO_IMAGE, ImageStore, build, standard_images
+from .images import ECHO_IMAGE, ImageSpec, ImageStore, build, standard_images
 from .platform_program import HOST_KEY_TYPE, OPERATOR_ADDRESS
 from .services_harness import Platform, StackUp, run_stack_on
 
@@ -61,6 +65,26 @@ esac
 """
 
 
+class WildcardVariant(Protocol):
+    """Another DNS-01 set-up than lego's exec provider through challtestsrv."""
+
+    images: Sequence[ImageSpec]
+    """Images it needs besides the standard ones (built with them)."""
+
+    def start_dns(self, bridge_ip: str, forward_port: int, production_ip: str) -> str:
+        """Start its DNS (forwarding what it does not serve to challtestsrv, which listens on
+        `forward_port` of `bridge_ip`); return the host:port pebble resolves through."""
+
+    def config(self) -> dict[str, Any]:
+        """The production stack's DNS-01 keys (they replace the exec provider's)."""
+
+    def resolver(self) -> Optional[str]:
+        """The nameserver of Production's /etc/resolv.conf (as a server's resolver knows the
+        zone), or None to leave it."""
+
+    def stop(self) -> None: ...
+
+
 def bcrypt_htpasswd(user: str, password: str) -> str:
     import bcrypt  # paramiko's dependency
 
@@ -79,6 +103,7 @@ class Services:
     staging_config: dict[str, Any]
     secrets: tuple[str, ...]
     dashboard_password: str
+    variant: Optional[WildcardVariant] = None
     ups: list[StackUp] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     ready_at: Optional[float] = None
@@ -104,6 +129,8 @@ class Services:
 
     def stop(self) -> None:
         self.acme.stop()
+        if self.variant is not None:
+            self.variant.stop()
         if os.environ.get("DELIVERY_E2E_KEEP") == "1":
             return
         for h in self.hosts.values():
@@ -114,7 +141,12 @@ def host_entry(host: DisposableHost, name: str) -> dict[str, Any]:
     return {"name": name, "address": host.ip, "hostKey": host.host_keys[HOST_KEY_TYPE], "roles": list(ROLES[name])}
 
 
-def stack_configs(hosts: dict[str, DisposableHost], acme: AcmeServer, private_key: str, dashboard_users: str) -> tuple[dict, dict]:
+EXEC_DNS_KEYS = ("dnsProvider", "dnsExecScript", "dnsResolvers", "dnsPropagationCheck")
+
+
+def stack_configs(hosts: dict[str, DisposableHost], acme: AcmeServer, private_key: str, dashboard_users: str,
+                  wildcard: Optional[dict[str, Any]] = None) -> tuple[dict, dict]:
+    """Both stacks' configs; `wildcard` replaces the exec provider's DNS-01 keys."""
     from conftest import production_config, staging_config  # tests/conftest.py
 
     common = {
@@ -150,18 +182,26 @@ def stack_configs(hosts: dict[str, DisposableHost], acme: AcmeServer, private_ke
     )
     for key in ("dockerVersion", "dnsCredentials"):
         production.pop(key, None)
+    if wildcard is not None:
+        for key in EXEC_DNS_KEYS:
+            production.pop(key)
+        production.update(wildcard)
     staging = staging_config(**common, hosts=[host_entry(hosts["staging"], "staging")])
     staging.pop("dockerVersion", None)
     return production, staging
 
 
-def bring_up(daemon: PrivateDockerd, host_image: str, log: Callable[[str], None], *, gate_delay: float = 20.0) -> Services:
-    """Start everything and run both stacks once. The GitLab stand-in reports "not ready" until
-    `gate_delay` seconds after its container runs (the readiness gate must hold the API back)."""
+def bring_up(daemon: PrivateDockerd, host_image: str, log: Callable[[str], None], *, gate_delay: Optional[float] = 20.0,
+             variant: Optional[WildcardVariant] = None, stacks: Sequence[str] = ("production", "staging")) -> Services:
+    """Start everything and run the stacks once (production first). The GitLab stand-in reports
+    "not ready" until `gate_delay` seconds after its container runs (the readiness gate must
+    hold the API back; None: it turns ready 3 s after start, its default). `variant`: another
+    DNS-01 set-up (stopped with the Services)."""
     from conftest import PRODUCTION_SECRETS
 
     t0 = time.monotonic()
-    images = build(daemon, standard_images("v3.6.15", "18.5.1-ce.0", "v18.5.0"), log=log)
+    specs = standard_images("v3.6.15", "18.5.1-ce.0", "v18.5.0") + list(variant.images if variant is not None else ())
+    images = build(daemon, specs, log=log)
     timings = {"images": time.monotonic() - t0}
     hosts: dict[str, DisposableHost] = {}
     acme: Optional[AcmeServer] = None
@@ -174,30 +214,43 @@ def bring_up(daemon: PrivateDockerd, host_image: str, log: Callable[[str], None]
         key_owner = hosts["production"]
         for h in hosts.values():
             h.exec("cat >> /root/.ssh/authorized_keys", stdin=key_owner.public_key + "\n")
-        acme = AcmeServer(daemon.bridge_cidr.split("/")[0], hosts["production"].ip).start()
+        bridge_ip = daemon.bridge_cidr.split("/")[0]
+        if variant is None:
+            acme = AcmeServer(bridge_ip, hosts["production"].ip).start()
+        else:
+            forward_port = free_port(bridge_ip)
+            pebble_dns = variant.start_dns(bridge_ip, forward_port, hosts["production"].ip)
+            acme = AcmeServer(bridge_ip, hosts["production"].ip, dns_port=forward_port, dns_server=pebble_dns).start()
+            nameserver = variant.resolver()
+            if nameserver is not None:
+                hosts["production"].exec(f"printf 'nameserver %s\\n' {nameserver} > /etc/resolv.conf")
         timings["hosts"] = time.monotonic() - t1
-        log(f"pebble {acme.directory_url}, challtestsrv dns {acme.dns_address} api {acme.api_url}")
+        log(f"pebble {acme.directory_url} (dns {acme.dns_server or acme.dns_address}), challtestsrv dns {acme.dns_address} api {acme.api_url}")
         password = "e2e-dashboard-password"
-        production, staging = stack_configs(hosts, acme, key_owner.private_key_pem, bcrypt_htpasswd("admin", password))
+        production, staging = stack_configs(hosts, acme, key_owner.private_key_pem, bcrypt_htpasswd("admin", password),
+                                            wildcard=variant.config() if variant is not None else None)
         secrets = tuple(PRODUCTION_SECRETS) + ("dnsExecScript",)
         services = Services(daemon, hosts, Platform(hosts, images, log=log), acme, production, staging, secrets, password,
-                            timings=timings)
-        # The GitLab stand-in starts "not ready": the readiness gate must hold every API call back.
-        hosts["services"].exec(f"install -d -m 0755 /srv/services/gitlab/config && echo '{{\"ready\": false}}' > {STANDIN_CONFIG}")
-        flipper = threading.Thread(target=_turn_ready_later, args=(services, gate_delay), daemon=True)
-        flipper.start()
-        t2 = time.monotonic()
-        services.up("production")
-        timings["production_up"] = time.monotonic() - t2
-        flipper.join(timeout=5)
-        t3 = time.monotonic()
-        services.up("staging")
-        timings["staging_up"] = time.monotonic() - t3
+                            variant=variant, timings=timings)
+        flipper = None
+        if gate_delay is not None:
+            # The GitLab stand-in starts "not ready": the readiness gate must hold every API call back.
+            hosts["services"].exec(f"install -d -m 0755 /srv/services/gitlab/config && echo '{{\"ready\": false}}' > {STANDIN_CONFIG}")
+            flipper = threading.Thread(target=_turn_ready_later, args=(services, gate_delay), daemon=True)
+            flipper.start()
+        for stack in stacks:
+            t2 = time.monotonic()
+            services.up(stack)
+            timings[f"{stack}_up"] = time.monotonic() - t2
+            if stack == "production" and flipper is not None:
+                flipper.join(timeout=5)
         timings["bare_to_stacks_up"] = time.monotonic() - t1
         return services
     except BaseException:
         if acme is not None:
             acme.stop()
+        if variant is not None:
+            variant.stop()
         if os.environ.get("DELIVERY_E2E_KEEP") != "1":
             for h in hosts.values():
                 stop_host(daemon, h.container, h.volume)
@@ -211,9 +264,12 @@ def _turn_ready_later(services: Services, delay: float, timeout: float = 900) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            p = host.exec("docker inspect -f '{{.State.Running}}' gitlab 2>/dev/null || true", check=False, timeout=60)
+            p = host.exec("docker inspect -f '{{.State.Running}}' gitlab 2>/dev/null || true", check=False, timeout=30)
         except subprocess.TimeoutExpired:
-            continue  # a slow `docker exec` on a loaded machine: ask again (bounded by the deadline)
+            # A loaded machine (other sessions' e2e runs) can hold one probe longer than that:
+            # probe again (the loop is bounded) instead of ending the thread, which left the
+            # stand-in "not ready" for good and failed the gate.
+            continue
         if p.stdout.strip() == "true":
             break
         time.sleep(1)
