@@ -14,6 +14,7 @@ from typing import Optional
 
 import pulumi
 
+from .backup import BackupConfig, parse_backup
 from .gitlab import GitLabConfig, parse_gitlab
 from .operations import OperationsConfig, parse_operations
 from .platform import (
@@ -30,6 +31,7 @@ from .reader import ConfigReader
 from .services import ServicesConfig, parse_services
 
 __all__ = [
+    "BackupConfig",
     "DOCKER_PACKAGES",
     "ROLES",
     "ConfigReader",
@@ -54,6 +56,8 @@ class StackConfig:
     """GitLab API connection, runners, CI variables (components/config/gitlab.py)."""
     operations: OperationsConfig = OperationsConfig()
     """Edge protection: Docker API firewall, fail2ban, log rotation (components/config/operations.py)."""
+    backup: Optional[BackupConfig] = None
+    """Backups to an off-host restic repository; None: not configured (components/config/backup.py)."""
 
 
 def load_stack_config(project: Optional[str] = None, stack: Optional[str] = None) -> StackConfig:
@@ -63,8 +67,9 @@ def load_stack_config(project: Optional[str] = None, stack: Optional[str] = None
     services = parse_services(reader, platform)
     gitlab = parse_gitlab(reader, platform, services)
     operations = parse_operations(reader)
+    backup = parse_backup(reader)
     reader.raise_if_errors()
     for warning in reader.warnings:
         pulumi.log.warn(warning)
     assert platform is not None and services is not None
-    return StackConfig(platform=platform, services=services, gitlab=gitlab, operations=operations)
+    return StackConfig(platform=platform, services=services, gitlab=gitlab, operations=operations, backup=backup)

@@ -5,7 +5,7 @@ certificate and the two Traefik instances (edge, review) on the `traefik` host
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import pulumi
 import pulumi_docker as docker
@@ -64,8 +64,15 @@ def _network(name: str, docker_name: str, provider: docker.Provider, **kwargs: A
     )
 
 
-def build_services(cfg: StackConfig, hosts: Mapping[str, DockerHost], trust: Optional[DockerTrust]) -> PlatformServices:
-    """Create the services of the roles this stack runs, and the outputs they add."""
+def build_services(
+    cfg: StackConfig,
+    hosts: Mapping[str, DockerHost],
+    trust: Optional[DockerTrust],
+    gitlab_before: Sequence[pulumi.Resource] = (),
+) -> PlatformServices:
+    """Create the services of the roles this stack runs, and the outputs they add.
+    `gitlab_before`: steps that finish before the GitLab container is created or replaced
+    (the pre-upgrade check and backup, components/operations/upgrade.py)."""
     p, s = cfg.platform, cfg.services
     created = PlatformServices()
     outputs = created.outputs
@@ -93,6 +100,7 @@ def build_services(cfg: StackConfig, hosts: Mapping[str, DockerHost], trust: Opt
                 trusted_proxies=[SERVICES_SUBNET] if shared else [h.address for h in p.hosts_with("traefik")],
                 after=[on_host.setup],
                 network=services_network.name if services_network is not None else None,
+                before_container=list(gitlab_before),
             ),
             opts=pulumi.ResourceOptions(provider=on_host.provider),
         )
