@@ -70,8 +70,10 @@ def sh(host: DisposableHost, command: str, timeout: float = 300, stdin: str | No
 
 
 def program_step(host: DisposableHost, script, *args: str, stdin: str = "") -> tuple[int, str, str]:
-    """A script of the program over SSH, as its remote.Command runs it."""
-    return host.ssh(script_command(script, *args), stdin=stdin, timeout=600)
+    """A script of the program over SSH, as its remote.Command runs it (one trailing newline of
+    stdout and stderr trimmed, as pulumi-command does)."""
+    code, out, err = host.ssh(script_command(script, *args), stdin=stdin, timeout=600)
+    return code, out.removesuffix("\n"), err.removesuffix("\n")
 
 
 class Hook(http.server.BaseHTTPRequestHandler):
@@ -123,22 +125,31 @@ def platform(e2e_dockerd, e2e_image, e2e_images):
     server = http.server.ThreadingHTTPServer((OPERATOR_ADDRESS, 0), Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        for prefix in ("delivery-e2e-bk-source", "delivery-e2e-bk-repo", "delivery-e2e-bk-target"):
-            started.append(start_host(e2e_dockerd, e2e_image, name_prefix=prefix))
+        prefixes = ("delivery-e2e-bk-source", "delivery-e2e-bk-repo", "delivery-e2e-bk-target")
+        with ThreadPoolExecutor(3) as pool:
+            futures = [pool.submit(start_host, e2e_dockerd, e2e_image, name_prefix=prefix) for prefix in prefixes]
+            for f in futures:  # every host that came up is stopped at the end, even if another failed
+                try:
+                    started.append(f.result())
+                except Exception:
+                    pass
+        if len(started) != 3:
+            pytest.fail("a disposable host did not come up", pytrace=False)
         source, repo, target = started
+        _log(f"hosts up in {time.monotonic() - t0:.1f}s")
         for h in started:  # the program reaches each host on the bridge, port 22
             h.ssh_host, h.ssh_port = bridge_ip(h), 22
-        # the SFTP repository: user backup, key only
+        # the SFTP repository: user restic, key only
         key = ed25519.Ed25519PrivateKey.generate()
         key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()).decode()
         public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
-        sh(repo, "useradd -m -s /bin/bash backup && install -d -o backup -g backup -m 0700 /srv/restic /home/backup/.ssh && "
-                 "install -o backup -g backup -m 0600 /dev/stdin /home/backup/.ssh/authorized_keys", stdin=public + "\n")  # fmt: skip
+        sh(repo, "useradd -m -s /bin/bash restic && install -d -o restic -g restic -m 0700 /srv/restic /home/restic/.ssh && "
+                 "install -o restic -g restic -m 0600 /dev/stdin /home/restic/.ssh/authorized_keys", stdin=public + "\n")  # fmt: skip
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(lambda h: services_host(h, e2e_images, OLD_TAG), (source, target)))
         _log(f"hosts, docker.io and the stand-in ready in {time.monotonic() - t0:.1f}s")
         hook_url = f"http://{OPERATOR_ADDRESS}:{server.server_address[1]}/backup-failed"
-        repository = f"sftp:backup@{repo.ssh_host}:/srv/restic"
+        repository = f"sftp:restic@{repo.ssh_host}:/srv/restic"
         known_hosts = f"{repo.ssh_host} {repo.host_keys[HOST_KEY_TYPE]}"
         yield SimpleNamespace(
             source=source, repo=repo, target=target, key_pem=key_pem, hook_url=hook_url, repository=repository,
