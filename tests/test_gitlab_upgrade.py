@@ -109,7 +109,8 @@ def host_run(tmp_path: Path, running: str | None, new: str, unit: bool = True) -
     image = f"gitlab/gitlab-ce:{running}" if running else ""
     (bin_dir / "docker").write_text(
         f'#!/bin/bash\necho "docker $*" >>{calls}\n'
-        f'if [ "$1" = inspect ]; then [ -n "{image}" ] || exit 1; echo "{image}"; fi\n'
+        f'if [ "$1" = inspect ]; then [ -n "{image}" ] || exit 1; echo sha256:0123abcd; fi\n'
+        f'if [ "$1 $2" = "image inspect" ]; then echo gitlab/gitlab-ce:latest; echo "{image}"; echo; fi\n'
     )
     (bin_dir / "systemctl").write_text(f'#!/bin/bash\necho "systemctl $*" >>{calls}\n')
     for f in bin_dir.iterdir():
@@ -155,3 +156,10 @@ def test_script_is_unchanged_without_a_container_or_at_the_same_version(tmp_path
 def test_script_and_preview_agree(tmp_path: Path, current: str, target: str):
     code, _, _ = host_run(tmp_path, current, target)
     assert (code == 0) == (upgrade_refusal(current, target) is None)
+
+
+def test_script_backs_up_when_the_running_version_is_unknown(tmp_path: Path):
+    # an image without a gitlab/gitlab-ce:<version> tag: only the preview check applied; still backed up
+    code, out, calls = host_run(tmp_path, "not-a-version", "18.5.1-ce.0")
+    assert code == 0 and "version is unknown" in out, out
+    assert "systemctl start delivery-backup-gitlab.service" in calls

@@ -101,7 +101,7 @@ def services_host(host: DisposableHost, images, image_tag: str) -> None:
             f.write(chunk)
         f.flush()
         host.daemon.docker("cp", f.name, f"{host.container}:/tmp/gitlab-image.tar", timeout=300)
-    sh(host, f"docker load -q -i /tmp/gitlab-image.tar && rm /tmp/gitlab-image.tar && docker tag {GITLAB_IMAGE} {image_tag}")
+    sh(host, f"docker load -q -i /tmp/gitlab-image.tar && rm /tmp/gitlab-image.tar && docker tag {GITLAB_IMAGE} {image_tag} && docker rmi {GITLAB_IMAGE} >/dev/null")
     sh(host, f"install -d -m 0755 {SRV}/config {SRV}/data {SRV}/logs")
 
 

@@ -26,18 +26,32 @@ version_re='^([0-9]+)\.([0-9]+)\.([0-9]+)-ce\.0$'
 [[ $new =~ $version_re ]] || { echo "not a gitlab-ce version: $new" >&2; exit 2; }
 n_major=${BASH_REMATCH[1]} n_minor=${BASH_REMATCH[2]} n_patch=${BASH_REMATCH[3]}
 
-image=$(docker inspect -f '{{.Config.Image}}' "$container" 2>/dev/null || true)
-if [ -z "$image" ]; then
+image_id=$(docker inspect -f '{{.Image}}' "$container" 2>/dev/null || true)
+if [ -z "$image_id" ]; then
   echo "unchanged: no GitLab container yet"
   exit 0
 fi
-current=${image##*:}
+# The container names its image by ID (pulumi-docker): the version is the image's gitlab-ce tag.
+mapfile -t versions < <(docker image inspect -f '{{range .RepoTags}}{{println .}}{{end}}' "$image_id" 2>/dev/null |
+  sed -n 's|^gitlab/gitlab-ce:\([0-9][0-9.]*-ce\.0\)$|\1|p' | sort -u)
+if [ ${#versions[@]} -eq 1 ]; then
+  current=${versions[0]}
+else
+  current=
+fi
 if [ "$current" = "$new" ]; then
   echo "unchanged: GitLab $current"
   exit 0
 fi
-[[ $current =~ $version_re ]] || { echo "the running GitLab's image tag '$current' is not <x.y.z>-ce.0: cannot check the upgrade" >&2; exit 1; }
-c_major=${BASH_REMATCH[1]} c_minor=${BASH_REMATCH[2]} c_patch=${BASH_REMATCH[3]}
+if [ -n "$current" ]; then
+  [[ $current =~ $version_re ]]
+  c_major=${BASH_REMATCH[1]} c_minor=${BASH_REMATCH[2]} c_patch=${BASH_REMATCH[3]}
+else
+  # untagged or several tags: only the preview-time check (the stack's previous output) applies
+  echo "the running GitLab's version is unknown (its image has ${#versions[@]} gitlab/gitlab-ce tags): not checked here" >&2
+  c_major=$n_major c_minor=$n_minor c_patch=$n_patch
+  current=unknown
+fi
 
 cur=$((c_major * 1000000 + c_minor * 1000 + c_patch))
 nxt=$((n_major * 1000000 + n_minor * 1000 + n_patch))
