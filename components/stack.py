@@ -25,6 +25,7 @@ from .host.layout import directories_for
 from .operations import build_edge_protection
 from .operations.adoption import adoption_step
 from .operations.registry_cleanup import build_registry_gc
+from .operations.data_safety import build_data_safety
 from .services.platform_services import build_services
 
 
@@ -143,7 +144,10 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         outputs["reviewAppsDockerEndpoint"] = p.review_apps_daemon.docker_endpoint
 
     # -- Platform services: GitLab, wildcard certificate, Traefik, by role (docs/services.md) --
-    services = build_services(cfg, hosts, owned)
+    # -- Backups and the GitLab upgrade gate (docs/operations.md, "Backups", "GitLab upgrades") --
+    data_safety = build_data_safety(cfg, hosts)
+    services = build_services(cfg, hosts, owned, gitlab_before=data_safety.gitlab_before)
+    outputs.update(data_safety.outputs)
     outputs.update(services.outputs)
 
     # -- GitLab integration: runners, CI variables, cross-stack outputs (docs/gitlab.md) --

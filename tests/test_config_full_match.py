@@ -95,6 +95,18 @@ APP = "productionApps[0]"
 RUNNER = "runners.production-runner"
 VAR = "ciVariables.DEPLOY_ENVIRONMENT"
 
+BACKUP: Config = {
+    "backupRepository": "sftp:backup@192.0.2.40:/srv/restic",
+    "backupPassword": "Mock-restic-password-1",
+    "backupSftpPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nMOCKBACKUPKEY\n-----END OPENSSH PRIVATE KEY-----\n",
+    "backupSftpKnownHosts": "192.0.2.40 ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTY=",
+}
+S3_BACKUP: Config = {
+    "backupRepository": "s3:https://s3.example.net/bucket/platform",
+    "backupPassword": "Mock-restic-password-1",
+    "backupCredentials": {"AWS_ACCESS_KEY_ID": "Mock-access-key", "AWS_SECRET_ACCESS_KEY": "Mock-secret-key"},
+}
+
 CASES: list[Case] = [
     # platform and hosts
     scalar("domain", "company.ru"),
@@ -192,6 +204,17 @@ CASES: list[Case] = [
     named("ciSecretVariables.<NAME>", "ciSecretVariables", "API_SECRET", "Mock-secret-value-0123"),
     Case("ciSecretVariables.<NAME> (value)", lambda s: ({**production_config(), "ciSecretVariables": {"API_SECRET": "Mock-secret-value-0123" + s}}, "production"), "ciSecretVariables.API_SECRET"),
     scalar("dnsProviderApiToken", "mock-dns-api-token-4Kd9"),
+    # backups (components/config/backup.py)
+    scalar("backupRepository", "sftp:backup@192.0.2.40:/srv/restic", **{k: v for k, v in BACKUP.items() if k != "backupRepository"}),
+    scalar("backupPassword", "Mock-restic-password-1", **{k: v for k, v in BACKUP.items() if k != "backupPassword"}),
+    scalar("backupSftpKnownHosts", BACKUP["backupSftpKnownHosts"], **{k: v for k, v in BACKUP.items() if k != "backupSftpKnownHosts"}),
+    scalar("backupSchedule", "*-*-* 02:30:00", **BACKUP),
+    scalar("backupCheckSchedule", "Sun *-*-* 05:00:00", **BACKUP),
+    scalar("backupKeep", "14", **BACKUP),
+    scalar("backupWebhookUrl", "https://hooks.example.net/backup", **BACKUP),
+    nested("backupGitlabSkip", "backupGitlabSkip[0]", "registry", **BACKUP),
+    Case("backupCredentials.<NAME>", lambda s: ({**production_config(), **S3_BACKUP, "backupCredentials": {"AWS_ACCESS_KEY_ID": "Mock-access-key", "AWS_SECRET_ACCESS_KEY": "Mock-secret-key", "AWS_DEFAULT_REGION" + s: "eu-west-1"}}, "production"), "backupCredentials.AWS_DEFAULT_REGION"),
+    Case("backupCredentials.<NAME> (value)", lambda s: ({**production_config(), **S3_BACKUP, "backupCredentials": {"AWS_ACCESS_KEY_ID": "Mock-access-key" + s, "AWS_SECRET_ACCESS_KEY": "Mock-secret-key"}}, "production"), "backupCredentials.AWS_ACCESS_KEY_ID"),
 ]
 
 #: Documented keys that take free text on purpose, and the structured keys whose fields have
@@ -214,6 +237,8 @@ EXEMPT: dict[str, str] = {
     "ciVariables": "structured: its entries and their fields have cases",
     "ciSecretVariables": "structured: its names and values have cases",
     "dnsCredentials": "structured: its names have cases",
+    "backupSftpPrivateKey": "an OpenSSH/PEM private key; it ends with a line break",
+    "backupCredentials": "structured: its names and values have cases",
 }
 
 
@@ -241,6 +266,7 @@ def documented_keys() -> set[str]:
     keys |= {f"runners.<role>.{k}" for k in RUNNER_KEYS}
     keys |= {f"productionApps[].{k}" for k in PRODUCTION_APP_KEYS}
     keys |= {f"ciVariables.<NAME>.{k}" for k in VARIABLE_KEYS}
+    keys |= {"backupCredentials.<NAME>", "backupCredentials.<NAME> (value)"}
     keys |= {"ciVariables.<NAME>", "ciSecretVariables.<NAME>", "ciSecretVariables.<NAME> (value)", "dnsCredentials.<NAME>", "dnsCredentials.<NAME> (value)"}
     return keys
 

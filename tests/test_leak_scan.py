@@ -116,6 +116,15 @@ def production_everything_on() -> dict[str, Any]:
         dnsPropagationCheck=True,
         dnsrobocertVersion="3.26.1",
         gitlabReadyTimeoutSeconds=600,
+        backupRepository="sftp:scanbackup@192.0.2.40:/srv/Scan-restic-repo-Rr41",
+        backupPassword="Scan-restic-password-Tt52",
+        backupSftpPrivateKey="-----BEGIN OPENSSH PRIVATE KEY-----\nMOCKscanBackupKeyBody0123456789\n-----END OPENSSH PRIVATE KEY-----\n",
+        backupSftpKnownHosts="192.0.2.40 " + HOST_KEYS["staging"],
+        backupSchedule="*-*-* 03:15:00",
+        backupCheckSchedule="Sat *-*-* 04:00:00",
+        backupKeep=21,
+        backupGitlabSkip=["registry", "artifacts"],
+        backupWebhookUrl="https://hooks.example.net/Scan-webhook-token-Ww63",
         ciSecretEnvironmentScope="production",
         infraProject="group/delivery",
         **everything_on_gitlab(
@@ -153,7 +162,11 @@ def all_in_one_everything_on() -> dict[str, Any]:
         runnerScope={"project": "group/app"},
         acmeServer="https://ca.lab.example:9000/acme/directory",
         acmeCaCertificate=ca_certificate_pem("scan ACME CA"),
+        backupRepository="s3:https://s3.example.net/Scan-bucket-Ss74/platform",
+        backupCredentials={"AWS_ACCESS_KEY_ID": "Scan-aws-access-key-Aa85", "AWS_SECRET_ACCESS_KEY": "Scan-aws-secret-key-Bb96"},
     )
+    for key in ("backupSftpPrivateKey", "backupSftpKnownHosts"):
+        cfg.pop(key)
     for key in ("reviewAppsDaemon", "dnsProviderApiToken", "acmeStaging", "dnsResolvers", "infraProject"):
         cfg.pop(key)
     return cfg

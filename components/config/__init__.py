@@ -14,6 +14,7 @@ from typing import Optional
 
 import pulumi
 
+from .backup import BackupConfig, parse_backup
 from .gitlab import GitLabConfig, parse_gitlab
 from .maintenance import MaintenanceConfig, parse_maintenance
 from .operations import OperationsConfig, parse_operations
@@ -31,6 +32,7 @@ from .reader import ConfigReader
 from .services import ServicesConfig, parse_services
 
 __all__ = [
+    "BackupConfig",
     "DOCKER_PACKAGES",
     "ROLES",
     "ConfigReader",
@@ -58,6 +60,8 @@ class StackConfig:
     """Edge protection: Docker API firewall, fail2ban, log rotation (components/config/operations.py)."""
     maintenance: MaintenanceConfig = MaintenanceConfig()
     """Registry clean-up and GC, Docker CA rotation (components/config/maintenance.py)."""
+    backup: Optional[BackupConfig] = None
+    """Backups to an off-host restic repository; None: not configured (components/config/backup.py)."""
 
 
 def load_stack_config(project: Optional[str] = None, stack: Optional[str] = None) -> StackConfig:
@@ -68,8 +72,9 @@ def load_stack_config(project: Optional[str] = None, stack: Optional[str] = None
     gitlab = parse_gitlab(reader, platform, services)
     operations = parse_operations(reader)
     maintenance = parse_maintenance(reader, platform.owns_ca if platform is not None else True)
+    backup = parse_backup(reader)
     reader.raise_if_errors()
     for warning in reader.warnings:
         pulumi.log.warn(warning)
     assert platform is not None and services is not None
-    return StackConfig(platform=platform, services=services, gitlab=gitlab, operations=operations, maintenance=maintenance)
+    return StackConfig(platform=platform, services=services, gitlab=gitlab, operations=operations, maintenance=maintenance, backup=backup)

@@ -197,6 +197,9 @@ class GitLabServerArgs:
     network: Optional[pulumi.Input[str]] = None
     """A Docker network shared with Traefik on the same host: GitLab joins it as `gitlab` and
     publishes no port (Traefik listens on 80 and 1023 there itself)."""
+    before_container: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    """Steps that must finish before the container is created or replaced (the pre-upgrade
+    check and backup of components/operations/upgrade.py)."""
 
 
 class GitLabServer(pulumi.ComponentResource):
@@ -305,7 +308,7 @@ class GitLabServer(pulumi.ComponentResource):
             destroy_grace_seconds=120,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[self.config, self.root_password],
+                depends_on=[self.config, self.root_password, *args.before_container],
                 delete_before_replace=True,
                 replace_on_changes=["healthcheck"],
             ),

@@ -75,8 +75,15 @@ def gitlab_trusted_proxies(hosts: Sequence[HostConfig]) -> list[str]:
     return [h.address for h in traefik]
 
 
-def build_services(cfg: StackConfig, hosts: Mapping[str, DockerHost], trust: Optional[DockerTrust]) -> PlatformServices:
-    """Create the services of the roles this stack runs, and the outputs they add."""
+def build_services(
+    cfg: StackConfig,
+    hosts: Mapping[str, DockerHost],
+    trust: Optional[DockerTrust],
+    gitlab_before: Sequence[pulumi.Resource] = (),
+) -> PlatformServices:
+    """Create the services of the roles this stack runs, and the outputs they add.
+    `gitlab_before`: steps that finish before the GitLab container is created or replaced
+    (the pre-upgrade check and backup, components/operations/upgrade.py)."""
     p, s = cfg.platform, cfg.services
     created = PlatformServices()
     outputs = created.outputs
@@ -104,6 +111,7 @@ def build_services(cfg: StackConfig, hosts: Mapping[str, DockerHost], trust: Opt
                 trusted_proxies=gitlab_trusted_proxies(p.hosts),
                 after=[on_host.setup],
                 network=services_network.name if services_network is not None else None,
+                before_container=list(gitlab_before),
             ),
             opts=pulumi.ResourceOptions(provider=on_host.provider),
         )
