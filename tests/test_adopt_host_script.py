@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tools import unavailable
+
 from components.operations.adoption import SCRIPT
 
 OVERRIDE = (
@@ -25,10 +27,10 @@ MOUNTS = {"etc-docker": "/etc/docker", "etc-systemd-system": "/etc/systemd/syste
 @pytest.fixture
 def box(tmp_path: Path) -> Path:
     if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
-        pytest.skip("unprivileged user and mount namespaces (unshare -rm) are not available")
+        unavailable("unprivileged user and mount namespaces (unshare -rm) are not available")
     for d, target in MOUNTS.items():
         if not Path(target).is_dir():
-            pytest.skip(f"{target} does not exist on this machine")
+            unavailable(f"{target} does not exist on this machine")
         (tmp_path / d).mkdir()
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin/docker").write_text("#!/bin/bash\nexit 1\n")  # no daemon answers

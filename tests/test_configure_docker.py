@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tools import unavailable
+
 from components.host.docker_host import DAEMON_JSON, DROP_IN, TLS_DIR
 from components.host.remote_script import SCRIPTS, FileSpec, tar_base64
 
@@ -52,10 +54,10 @@ def files(server_cert: str) -> list[FileSpec]:
 def sandbox(tmp_path: Path):
     unshare = shutil.which("unshare")
     if unshare is None or subprocess.run([unshare, "-rm", "true"], capture_output=True).returncode != 0:
-        pytest.skip("unprivileged user and mount namespaces (unshare -rm) are not available")
+        unavailable("unprivileged user and mount namespaces (unshare -rm) are not available")
     for mountpoint in ("/etc/docker", "/etc/systemd/system", "/var/lib"):
         if not Path(mountpoint).is_dir():  # bind mounts need an existing folder (docker.io makes /etc/docker)
-            pytest.skip(f"{mountpoint} does not exist on this machine (make deps installs docker.io)")
+            unavailable(f"{mountpoint} does not exist on this machine (make deps installs docker.io)")
     for d in ("etc-docker", "etc-systemd-system", "var-lib", "bin"):
         (tmp_path / d).mkdir()
     for name, text in SHIMS.items():

@@ -8,11 +8,15 @@ import shutil
 import pytest
 
 
+def unavailable(message: str) -> None:
+    """A prerequisite is missing: a failure in CI (DELIVERY_REQUIRE_TOOLS=1), else a skip."""
+    if os.environ.get("DELIVERY_REQUIRE_TOOLS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_tool(name: str) -> str:
     path = shutil.which(name)
     if path:
         return path
-    message = f"{name} is not installed (make deps installs it)"
-    if os.environ.get("DELIVERY_REQUIRE_TOOLS") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(f"{name} is not installed (make deps installs it)")
