@@ -436,6 +436,8 @@ def test_a_second_run_changes_nothing(adopted):
     outputs = {r.name: r.stdout for r in again.mocks.runs}
     assert outputs.pop(f"{HOST_NAME}-engine").startswith("unchanged: docker.io ")
     assert outputs.pop("gitlab-server-ready") == "ready: gitlab"
+    # the upgrade gate checks the running version on every run: the same version, nothing done
+    assert outputs.pop("gitlab-upgrade-pre-upgrade") == f"unchanged: GitLab {DEFAULT_GITLAB_VERSION}"
     assert outputs == {n: "unchanged" for n in outputs}
     assert {e.action for e in again.mocks.applier.events} == {"same"}
     assert sh(host, "systemctl show -p ActiveEnterTimestamp -p MainPID docker") == unit
