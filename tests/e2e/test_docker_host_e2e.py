@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from components.config.services import DEFAULT_GITLAB_VERSION
 from components.host.layout import ROLE_DIRECTORIES
 
 from .conftest import DisposableHost, start_host, stop_host
@@ -297,6 +298,8 @@ def test_second_run_changes_nothing_and_restarts_nothing(bootstrap):
     outputs = {r.name: r.stdout for r in again.mocks.runs}
     assert outputs.pop(f"{HOST_NAME}-engine").startswith("unchanged: docker.io ")
     assert outputs.pop("gitlab-server-ready") == "ready: gitlab"
+    # the upgrade gate checks the running version on every run: the same version, nothing done
+    assert outputs.pop("gitlab-upgrade-pre-upgrade") == f"unchanged: GitLab {DEFAULT_GITLAB_VERSION}"
     assert outputs == {n: "unchanged" for n in outputs}
     # ... and every container the program declares is the same one (same inputs, not touched).
     assert {e.action for e in again.mocks.applier.events} == {"same"}
