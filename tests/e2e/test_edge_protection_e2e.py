@@ -43,6 +43,7 @@ pytestmark = pytest.mark.e2e
 
 TRAEFIK_VERSION = "3.6.15"
 TRAEFIK_IMAGE = f"delivery-e2e/traefik-plain:{TRAEFIK_VERSION}"
+PROGRAM_TRAEFIK_ASIDE = "traefik-program-aside"
 DOMAIN = "company.ru"
 MAX_RETRY = 3
 
@@ -258,7 +259,10 @@ def traefik(edge):
         "set -e; rm -rf /root/rootfs && install -d /root/rootfs/tmp /root/rootfs/etc/traefik && "
         "install -m 0755 /root/traefik /root/rootfs/traefik && "
         f"tar -C /root/rootfs -c . | docker import --change 'ENTRYPOINT [\"/traefik\"]' - {TRAEFIK_IMAGE} >/dev/null && "
-        f"docker rm -f {TRAEFIK_CONTAINER} >/dev/null 2>&1 || true; "
+        # the program's container is put aside (stopped, renamed), not removed: the second run
+        # finds it again (test_second_run_reports_unchanged), as its state says
+        f"if docker inspect {TRAEFIK_CONTAINER} >/dev/null 2>&1; then docker stop {TRAEFIK_CONTAINER} >/dev/null && "
+        f"docker rename {TRAEFIK_CONTAINER} {PROGRAM_TRAEFIK_ASIDE}; fi; "
         f"docker run -d --name {TRAEFIK_CONTAINER} --restart always -p 80:80 "
         "-v /srv/e2e-traefik/traefik.yml:/etc/traefik/traefik.yml:ro "
         "-v /srv/e2e-traefik/dynamic:/etc/traefik/dynamic:ro -v /srv/traefik/logs:/logs "
@@ -360,7 +364,15 @@ def test_forced_rotation_leaves_traefik_writing_to_the_new_file(edge, traefik):
 # -- converged re-run, lock-out guard, reboot ----------------------------------------------
 
 
+def put_the_programs_traefik_back(edge) -> None:
+    """The stand-in Traefik of the fail2ban tests out, the program's own container back (the
+    one its state records: the in-place restart step checks it is the same container)."""
+    sh(edge.edge, f"if docker inspect {PROGRAM_TRAEFIK_ASIDE} >/dev/null 2>&1; then docker rm -f {TRAEFIK_CONTAINER} >/dev/null && "
+                  f"docker rename {PROGRAM_TRAEFIK_ASIDE} {TRAEFIK_CONTAINER} && docker start {TRAEFIK_CONTAINER} >/dev/null; fi")
+
+
 def test_second_run_reports_unchanged(edge):
+    put_the_programs_traefik_back(edge)
     again = run_program(edge.edge, edge.state, edge.images, config=edge.config, log=_log)
     outputs = {r.name: r.stdout for r in again.mocks.runs}
     for step in ("edge-firewall-install", "fail2ban-install", "edge-logrotate-install"):
