@@ -484,8 +484,13 @@ def test_change_runner_config_toml_rewrites_the_file_and_the_runner_reloads_it(s
     claimed, measured, steps = change(services, "runners", {"production-runner": {"concurrent": 3}})
     assert claimed == measured == set()
     assert steps["gitlab-runner-production-config"].startswith("changed: /srv/gitlab-runner/config/config.toml")
-    logs = services.production.exec("docker logs gitlab-runner 2>&1").stdout
-    assert "reloaded concurrent=3 " in logs, logs[-2000:]  # the stand-in, as gitlab-runner does
+    # the stand-in, as gitlab-runner does, notices the new file by itself (it polls once a second)
+    def reloaded():
+        logs = services.production.exec("docker logs gitlab-runner 2>&1").stdout
+        assert "reloaded concurrent=3 " in logs, logs[-2000:]
+        return True
+
+    eventually("the runner's reload of config.toml", reloaded, timeout=30, interval=1)
 
 
 def test_change_timezone_reconfigures_gitlab_in_place(services):
