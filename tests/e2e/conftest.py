@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
+from typing import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -338,6 +339,17 @@ def start_host(
 def stop_host(daemon: PrivateDockerd, container: str, volume: str) -> None:
     daemon.docker("rm", "--force", "--volumes", container, check=False, timeout=120)
     daemon.docker("volume", "rm", "--force", volume, check=False, timeout=60)
+
+
+def own_host(daemon, image: str, name_prefix: str, log) -> Iterator["DisposableHost"]:
+    """A module's own disposable host, for a module-scoped fixture to `yield from`: stopped
+    afterwards unless DELIVERY_E2E_KEEP=1 (then left running, and `log` says where)."""
+    host = start_host(daemon, image, name_prefix=name_prefix)
+    yield host
+    if os.environ.get("DELIVERY_E2E_KEEP") == "1":
+        log(f"DELIVERY_E2E_KEEP=1: leaving {host.container} running (ssh 127.0.0.1:{host.ssh_port})")
+        return
+    stop_host(daemon, host.container, host.volume)
 
 
 @pytest.fixture(scope="session")

@@ -39,7 +39,7 @@ import yaml
 from components.config.gitlab import DEFAULT_RUNNER_VERSION
 from components.config.services import DEFAULT_GITLAB_VERSION, DEFAULT_TRAEFIK_VERSION
 
-from .conftest import DisposableHost, start_host, stop_host
+from .conftest import DisposableHost, own_host
 from .docker_engine import DockerEngine
 from .images import ECHO_IMAGE
 from .platform_program import HOST_NAME, run_program, stack_config
@@ -247,12 +247,7 @@ docker run -d --restart always --name demo-backend -v /srv/demo-prj/backend/medi
 
 @pytest.fixture(scope="module")
 def adopt_host(e2e_dockerd, e2e_image):
-    host = start_host(e2e_dockerd, e2e_image, name_prefix="delivery-e2e-adopt")
-    yield host
-    if os.environ.get("DELIVERY_E2E_KEEP") == "1":
-        _log(f"DELIVERY_E2E_KEEP=1: leaving {host.container} running (ssh 127.0.0.1:{host.ssh_port})")
-        return
-    stop_host(e2e_dockerd, host.container, host.volume)
+    yield from own_host(e2e_dockerd, e2e_image, "delivery-e2e-adopt", _log)
 
 
 def adopt_config(host: DisposableHost) -> dict:

@@ -21,7 +21,6 @@ then, in file order:
 from __future__ import annotations
 
 import datetime as dt
-import os
 import socket
 import ssl
 import sys
@@ -34,7 +33,7 @@ from typing import Optional
 import pytest
 from cryptography import x509
 
-from .conftest import DisposableHost, start_host, stop_host
+from .conftest import DisposableHost, own_host
 from .platform_program import HOST_NAME, run_program, stack_config
 from .services_harness import StackState
 from .test_docker_host_e2e import _tls_context, sh
@@ -63,12 +62,7 @@ def config(host: DisposableHost, **overrides):
 
 @pytest.fixture(scope="module")
 def rotation_host(e2e_dockerd, e2e_image):
-    host = start_host(e2e_dockerd, e2e_image, name_prefix="delivery-e2e-rotation")
-    yield host
-    if os.environ.get("DELIVERY_E2E_KEEP") == "1":
-        _log(f"DELIVERY_E2E_KEEP=1: leaving {host.container} running (ssh 127.0.0.1:{host.ssh_port})")
-        return
-    stop_host(e2e_dockerd, host.container, host.volume)
+    yield from own_host(e2e_dockerd, e2e_image, "delivery-e2e-rotation", _log)
 
 
 @pytest.fixture(scope="module")

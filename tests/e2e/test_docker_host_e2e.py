@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
-import os
 import socket
 import ssl
 import sys
@@ -31,7 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from components.config.services import DEFAULT_GITLAB_VERSION
 from components.host.layout import ROLE_DIRECTORIES
 
-from .conftest import DisposableHost, start_host, stop_host
+from .conftest import DisposableHost, own_host
 from .services_harness import StackState
 from .platform_program import ALL_IN_ONE_ROLES, HOST_NAME, TIMEZONE, run_program, stack_config
 
@@ -55,12 +54,7 @@ def _log(msg: str) -> None:
 @pytest.fixture(scope="module")
 def platform_host(e2e_dockerd, e2e_image):
     """A disposable host of this module's own (the session host stays bare for test_harness)."""
-    host = start_host(e2e_dockerd, e2e_image, name_prefix="delivery-e2e-platform")
-    yield host
-    if os.environ.get("DELIVERY_E2E_KEEP") == "1":
-        _log(f"DELIVERY_E2E_KEEP=1: leaving {host.container} running (ssh 127.0.0.1:{host.ssh_port})")
-        return
-    stop_host(e2e_dockerd, host.container, host.volume)
+    yield from own_host(e2e_dockerd, e2e_image, "delivery-e2e-platform", _log)
 
 
 @pytest.fixture(scope="module")
